@@ -1,0 +1,170 @@
+"""The ``lit-omarl`` command.
+
+* ``lit-omarl fit|validate|test --config FILE`` : LightningCLI (``--print_config`` shows every option).
+* ``lit-omarl data import|generate|validate|card ...`` : dataset tools.
+* ``lit-omarl configs`` : list the shipped YAML configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+# --------------------------------------------------------------------------- fit
+def _lightning_cli_class():
+    from lightning.pytorch.cli import LightningCLI
+
+    class LitOmarlCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
+            # dimensions come from the dataset, never typed twice in a config
+            parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
+
+    return LitOmarlCLI
+
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "max_steps": 10_000,
+    "accelerator": "auto",
+    "devices": 1,
+    "log_every_n_steps": 50,
+    "enable_model_summary": False,
+    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs", "name": "lit_omarl"}},
+    "callbacks": [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": 1000, "save_last": True, "save_top_k": 0}},
+    ],
+}
+
+
+def build_cli(args: list[str] | None = None, run: bool = True):
+    """Build (and by default run) the LightningCLI; used by ``lit-omarl`` and the reproductions."""
+    import lit_omarl.algos  # noqa: F401  (registers the algorithms as subclasses)
+    from lit_omarl.algos.base import OfflineMARLModule
+    from lit_omarl.data.datamodule import OfflineDataModule
+
+    cls = _lightning_cli_class()
+    return cls(
+        OfflineMARLModule,
+        OfflineDataModule,
+        subclass_mode_model=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+# -------------------------------------------------------------------------- data
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _env_options(ns: argparse.Namespace) -> dict[str, Any]:
+    options = _parse_options(ns.option or [])
+    if getattr(ns, "payoff", None) is not None:
+        try:
+            options["payoff"] = json.loads(ns.payoff)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--payoff must be a JSON matrix such as '[[1,0],[0,1]]': {err}") from None
+    if getattr(ns, "n", None) is not None:
+        options["n"] = ns.n
+    return options
+
+
+def _data_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lit-omarl data", description="Dataset tools (schema v1 HDF5).")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    imp = sub.add_parser("import", help="convert a published dataset into a lit_omarl HDF5 file")
+    imp.add_argument("--format", required=True, choices=["pymarl-npy", "cfcql-h5"])
+    imp.add_argument("--env", required=True, help="env id the data belongs to, e.g. bridge or sc2/2s3z")
+    imp.add_argument("src", help="source folder (pymarl-npy) or file (cfcql-h5)")
+    imp.add_argument("--out", required=True)
+    imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    imp.add_argument("--option", action="append", help="env option KEY=VALUE (JSON values)")
+
+    gen = sub.add_parser("generate", help="generate a dataset by rolling out a behaviour in an env")
+    gen.add_argument("--env", required=True, help="env id, e.g. matrix/xor, matrix, mmdp, equal_line, bridge")
+    gen.add_argument("--behaviour", required=True, help="behaviour spec, e.g. xor-b, uniform, expert, probs:0.8,0.2")
+    gen.add_argument("--episodes", type=int, required=True)
+    gen.add_argument("--seed", type=int, required=True)
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--payoff", help="payoff matrix for env 'matrix' as JSON, e.g. '[[0,1],[1,-2]]'")
+    gen.add_argument("--n", type=int, help="number of agents (equal_line, mmdp)")
+    gen.add_argument("--option", action="append", help="other env option KEY=VALUE (JSON values)")
+    gen.add_argument("--quality", help="quality label stored in the file (default: the behaviour)")
+    gen.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    val = sub.add_parser("validate", help="check a dataset file; exit 0 and a one-line summary, or 1 and the defect")
+    val.add_argument("file")
+
+    card = sub.add_parser("card", help="print a markdown dataset card")
+    card.add_argument("file")
+    return p
+
+
+def data_main(argv: list[str]) -> int:
+    ns = _data_parser().parse_args(argv)
+    from lit_omarl.data.schema import DatasetError
+
+    try:
+        if ns.cmd == "import":
+            from lit_omarl.data.importers import import_dataset
+
+            out = import_dataset(ns.format, ns.src, ns.env, ns.out, overwrite=ns.overwrite, env_options=_parse_options(ns.option or []))
+            print(f"wrote {out}")
+        elif ns.cmd == "generate":
+            from lit_omarl.data.generate import generate_dataset
+
+            Path(ns.out).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            generate_dataset(env_id=ns.env, behaviour=ns.behaviour, episodes=ns.episodes, seed=ns.seed, out=ns.out,
+                             env_options=_env_options(ns), overwrite=ns.overwrite, quality=ns.quality)
+            print(f"wrote {ns.out}")
+        elif ns.cmd == "validate":
+            from lit_omarl.data.schema import read_dataset
+
+            data = read_dataset(ns.file)
+            ret = data.returns()
+            print(f"OK {ns.file}: env={data.spec.env_id} episodes={data.n_episodes} transitions={int(data.lengths().sum())} "
+                  f"return mean={ret.mean():.4g} std={ret.std():.4g}")
+        elif ns.cmd == "card":
+            from lit_omarl.data.card import render_card
+            from lit_omarl.data.schema import read_dataset
+
+            print(render_card(read_dataset(ns.file)))
+    except (DatasetError, ValueError, FileExistsError, FileNotFoundError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "data":
+        return data_main(argv[1:])
+    if argv and argv[0] == "configs":
+        for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+            print(path.relative_to(CONFIG_DIR))
+        return 0
+    build_cli(argv)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""LightningDataModule over one dataset file, with batches cut from resident tensors.
+
+The whole dataset is loaded once into torch tensors that stay on the training
+device; a batch is a handful of index operations on them (no per-step Python
+collation, no worker processes). Two sampling modes share one batch format
+(see docs/CONTRACTS.md):
+
+* ``episode``: whole episodes from t=0 for recurrent agents; the batch is cut
+  to the longest valid episode in it (padding beyond is skipped).
+* ``transition``: single steps as windows [t, t+1] (L = 1) for feed-forward agents.
+
+The dataset either exists at ``path`` or is generated there (or in the cache)
+from ``env`` + ``behaviour`` + ``episodes`` + ``generate_seed``; a file that
+exists but was generated with other settings is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+
+from lit_omarl.spec import EnvSpec
+
+
+
+def default_cache_dir() -> Path:
+    """Where generated datasets are cached: $LIT_OMARL_CACHE or ~/.cache/lit_omarl/datasets."""
+    return Path(os.environ.get("LIT_OMARL_CACHE", Path.home() / ".cache" / "lit_omarl" / "datasets")).expanduser()
+
+
+def read_spec(path: str | Path) -> EnvSpec:
+    """Read the EnvSpec of a dataset file from its attributes (cheap: no arrays)."""
+    from lit_omarl.data.schema import DatasetError
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("spec")
+    except FileNotFoundError:
+        raise DatasetError(str(path), "<file>", "file does not exist") from None
+    except OSError as err:
+        raise DatasetError(str(path), "<file>", f"not a readable HDF5 file ({err})") from None
+    if raw is None:
+        raise DatasetError(str(path), "spec", "attribute missing: not a lit_omarl dataset (import it with `lit-omarl data import`)")
+    return EnvSpec.from_json(raw if isinstance(raw, str) else raw.decode())
+
+
+def generated_path(env: str, behaviour: str, episodes: int, seed: int, env_options: dict | None, cache_dir: Path) -> Path:
+    """Cache location of a generated dataset: readable name + hash of every setting."""
+    key = json.dumps({"env": env, "behaviour": behaviour, "episodes": episodes, "seed": seed, "env_options": env_options or {}}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{env}_{behaviour}_{episodes}ep_s{seed}")
+    return cache_dir / f"{slug}_{digest}.h5"
+
+
+class OfflineDataModule(L.LightningDataModule):
+    """Offline multi-agent dataset served as episode or transition batches.
+
+    Args:
+        path: HDF5 dataset file (schema v1). If it does not exist and ``env`` /
+            ``behaviour`` are given, the dataset is generated there. If None,
+            generated datasets go to ``cache_dir``.
+        batch_size: episodes (episode sampling) or transitions (transition sampling) per batch.
+        sampling: ``episode`` (recurrent agents) or ``transition`` (feed-forward agents).
+        max_episodes: use only the first episodes of the file (CFCQL uses the first 5000).
+        seed: seed of the batch sampler (its state is saved in checkpoints).
+        env: env id to generate from, e.g. ``matrix/xor`` (only with ``behaviour``).
+        env_options: options of the env (e.g. ``{"n": 5}`` for equal_line).
+        behaviour: behaviour specification of ``lit_omarl.data.generate`` (e.g. ``xor-b``).
+        episodes: number of episodes to generate.
+        generate_seed: seed of the generation.
+        cache_dir: where generated datasets live when ``path`` is None.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        batch_size: int = 32,
+        sampling: Literal["episode", "transition"] = "episode",
+        max_episodes: int | None = None,
+        seed: int = 0,
+        env: str | None = None,
+        env_options: dict[str, Any] | None = None,
+        behaviour: str | None = None,
+        episodes: int = 1000,
+        generate_seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if sampling not in ("episode", "transition"):
+            raise ValueError(f"data.sampling must be 'episode' or 'transition', got {sampling!r}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if (env is None) != (behaviour is None):
+            raise ValueError("data.env and data.behaviour must be given together (to generate a dataset)")
+        if path is None and env is None:
+            raise ValueError("data.path is required (or data.env + data.behaviour to generate a dataset)")
+        self.batch_size = batch_size
+        self.sampling = sampling
+        self.max_episodes = max_episodes
+        self.seed = seed
+        self._generate = None if env is None else dict(env_id=env, behaviour=behaviour, episodes=episodes, seed=generate_seed, env_options=env_options or {})
+        if path is None:
+            path = str(generated_path(env, behaviour, episodes, generate_seed, env_options, Path(cache_dir) if cache_dir else default_cache_dir()))
+        self.path = Path(path).expanduser()
+        if self.path.exists():
+            self._check_generated_match()
+            self._spec = read_spec(self.path)
+        elif self._generate is not None:
+            from lit_omarl.envs import make
+
+            self._spec = make(env, num_envs=1, seed=0, **(env_options or {})).spec
+        else:
+            from lit_omarl.data.schema import DatasetError
+
+            raise DatasetError(str(self.path), "<file>", "file does not exist (give data.env and data.behaviour to generate it)")
+        self.generator = torch.Generator().manual_seed(seed)
+        self._tensors: dict[str, torch.Tensor] | None = None
+
+    # ---- spec, linked into the model by LightningCLI -----------------------
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The dataset's EnvSpec as a plain dict (what ``model.spec`` receives)."""
+        return self._spec.to_dict()
+
+    @property
+    def env_spec(self) -> EnvSpec:
+        return self._spec
+
+    # ---- data preparation --------------------------------------------------
+    def _check_generated_match(self) -> None:
+        """An existing file at a generation target must come from the same settings."""
+        if self._generate is None:
+            return
+        with h5py.File(self.path, "r") as f:
+            attrs = {k: f.attrs[k] for k in ("env", "behaviour", "seed", "n_episodes") if k in f.attrs}
+        want = {"env": self._generate["env_id"], "behaviour": self._generate["behaviour"], "seed": self._generate["seed"], "n_episodes": self._generate["episodes"]}
+        diff = {k: (attrs.get(k), v) for k, v in want.items() if k in attrs and str(attrs[k]) != str(v)}
+        if diff:
+            detail = ", ".join(f"{k}: file has {a!r}, config asks {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"{self.path}: exists but was not generated with these settings ({detail}); it is not overwritten. Choose another data.path.")
+
+    def prepare_data(self) -> None:
+        if self.path.exists() or self._generate is None:
+            return
+        from lit_omarl.data.generate import generate_dataset
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            generate_dataset(out=str(self.path), **self._generate)
+        except FileExistsError:
+            pass  # a concurrent run generated the same (deterministic) file first
+        self._check_generated_match()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._tensors is not None:
+            return
+        self.prepare_data()  # harmless when already there; makes setup() enough outside a Trainer
+        device = torch.device("cpu")
+        if self.trainer is not None:
+            device = self.trainer.strategy.root_device
+        self.load(device)
+
+    def load(self, device: torch.device | str = "cpu") -> None:
+        """Load the file once into resident tensors on ``device``."""
+        from lit_omarl.data.schema import read_dataset
+
+        data = read_dataset(self.path)
+        spec = data.spec
+        if spec != self._spec:
+            raise ValueError(f"{self.path}: spec changed since the data module was built")
+        arrays = data.arrays
+        e = arrays["reward"].shape[0] if self.max_episodes is None else min(self.max_episodes, arrays["reward"].shape[0])
+        t = {}
+        t["obs"] = torch.from_numpy(np.ascontiguousarray(arrays["obs"][:e]))
+        t["state"] = torch.from_numpy(np.ascontiguousarray(arrays["state"][:e]))
+        t["actions"] = torch.from_numpy(np.ascontiguousarray(arrays["actions"][:e]))
+        if spec.discrete:
+            t["avail_actions"] = torch.from_numpy(arrays["avail_actions"][:e].astype(bool))
+        t["reward"] = torch.from_numpy(arrays["reward"][:e].astype(np.float32))
+        t["terminated"] = torch.from_numpy(arrays["terminated"][:e].astype(np.float32))
+        t["mask"] = torch.from_numpy(arrays["filled"][:e].astype(np.float32))
+        if "behaviour_probs" in arrays:
+            t["behaviour_probs"] = torch.from_numpy(arrays["behaviour_probs"][:e].astype(np.float32))
+        self._tensors = {k: v.to(device) for k, v in t.items()}
+        lengths = t["mask"].sum(1).long()
+        self.lengths = lengths.to(device)
+        # valid (episode, step) pairs for transition sampling
+        valid = t["mask"].bool().nonzero()
+        self._valid_e = valid[:, 0].to(device)
+        self._valid_t = valid[:, 1].to(device)
+        self.n_episodes = e
+        self.n_transitions = int(valid.shape[0])
+
+    # ---- sampling ----------------------------------------------------------
+    def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
+        """One batch in the CONTRACTS.md format, on the training device."""
+        if self._tensors is None:
+            self.setup()
+        b = batch_size or self.batch_size
+        if self.sampling == "episode":
+            idx = torch.randint(self.n_episodes, (b,), generator=self.generator).to(self.lengths.device)
+            length = int(self.lengths[idx].max())
+            return self._cut(idx, None, length)
+        k = torch.randint(self.n_transitions, (b,), generator=self.generator).to(self._valid_e.device)
+        return self._cut(self._valid_e[k], self._valid_t[k], 1)
+
+    def _cut(self, idx: torch.Tensor, start: torch.Tensor | None, length: int) -> dict[str, torch.Tensor]:
+        t = self._tensors
+        assert t is not None
+        if start is None:
+            steps = slice(0, length)
+            steps_p1 = slice(0, length + 1)
+            batch = {k: v[idx, steps_p1] if k in ("obs", "state", "avail_actions") else v[idx, steps] for k, v in t.items()}
+        else:
+            offs = torch.arange(length + 1, device=idx.device)
+            rows = idx[:, None]
+            cols = start[:, None] + offs
+            batch = {
+                k: v[rows, cols] if k in ("obs", "state", "avail_actions") else v[rows, cols[:, :length]]
+                for k, v in t.items()
+            }
+        if "avail_actions" not in batch:  # continuous: all actions "available"
+            obs = batch["obs"]
+            batch["avail_actions"] = torch.ones(*obs.shape[:3], self._spec.n_actions, dtype=torch.bool, device=obs.device)
+        return batch
+
+    def train_dataloader(self) -> Iterator[dict[str, torch.Tensor]]:
+        return _Batches(self)
+
+    # ---- checkpointed sampler position ------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator_state": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "generator_state" in state_dict:
+            self.generator.set_state(state_dict["generator_state"])
+
+
+class _Batches:
+    """An endless iterable of batches (training length is set by trainer.max_steps)."""
+
+    def __init__(self, dm: OfflineDataModule) -> None:
+        self.dm = dm
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            yield self.dm.sample()

@@ -1,0 +1,63 @@
+"""Train one (config, seed) through the same LightningCLI a user calls.
+
+Reproductions call :func:`fit_config` so that a table cell is exactly
+``lit-omarl fit --config <cell yaml>`` plus the profile's budget overrides.
+An interrupted run resumes from ``<workdir>/checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lit_omarl.cli import CONFIG_DIR, build_cli
+
+
+def config_path(name: str) -> Path:
+    """A shipped config by relative name (``cfcql/xor/a.yaml``) or a path."""
+    path = Path(name)
+    if not path.is_absolute() and not path.exists():
+        path = CONFIG_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(f"config {name!r} not found (shipped configs: `lit-omarl configs`)")
+    return path
+
+
+def _flag(key: str, value: Any) -> str:
+    if isinstance(value, (dict, list, bool)) or value is None:
+        value = json.dumps(value)
+    return f"--{key}={value}"
+
+
+def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, Any] | None = None,
+               progress_bar: bool = False) -> dict[str, float]:
+    """Run ``fit`` for one config and seed; return the final evaluation metrics.
+
+    ``overrides`` maps dotted LightningCLI keys (``trainer.max_steps``,
+    ``model.init_args.cql_alpha``, ``data.episodes`` ...) to values.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [
+        "fit",
+        "--config", str(config_path(config)),
+        f"--seed_everything={seed}",
+        f"--trainer.default_root_dir={workdir}",
+        f"--trainer.enable_progress_bar={str(progress_bar).lower()}",
+        "--trainer.logger.class_path=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.logger.init_args.save_dir={workdir}",
+        "--trainer.logger.init_args.name=tb",
+        "--trainer.logger.init_args.version=0",
+    ]
+    args += [_flag(k, v) for k, v in (overrides or {}).items()]
+    last = workdir / "tb" / "version_0" / "checkpoints" / "last.ckpt"
+    if last.exists():
+        args.append(f"--ckpt_path={last}")
+    cli = build_cli(args, run=True)
+    from lit_omarl.eval.callback import EvaluationCallback
+
+    for cb in cli.trainer.callbacks:
+        if isinstance(cb, EvaluationCallback) and cb.final_metrics is not None:
+            return dict(cb.final_metrics)
+    raise RuntimeError(f"{config}: training finished without a final evaluation (final_eval_episodes must be > 0)")
