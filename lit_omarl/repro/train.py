@@ -61,3 +61,36 @@ def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, An
         if isinstance(cb, EvaluationCallback) and cb.final_metrics is not None:
             return dict(cb.final_metrics)
     raise RuntimeError(f"{config}: training finished without a final evaluation (final_eval_episodes must be > 0)")
+
+
+# budget keys of a reproduction profile -> LightningCLI keys
+BUDGET_KEYS = {
+    "max_steps": "trainer.max_steps",
+    "eval_every_steps": "model.init_args.eval_every_steps",
+    "eval_episodes": "model.init_args.eval_episodes",
+    "final_eval_episodes": "model.init_args.final_eval_episodes",
+    "batch_size": "data.batch_size",
+    "episodes": "data.episodes",
+}
+
+
+def cell_config(task: str, dataset: str, algorithm: str) -> str:
+    """The shipped config of a table cell: ``configs/<algorithm>/<task>/<dataset>.yaml``."""
+    return f"{algorithm.lower()}/{task}/{dataset}.yaml"
+
+
+def run_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
+    """``run_fn`` of the reproduction runner: one table cell and seed through ``fit_config``.
+
+    The profile's budget maps onto trainer/model/data keys (``BUDGET_KEYS``); the
+    cell's overrides are model hyper-parameters (``cql_alpha``...) unless they
+    already name a dotted CLI key (``data.batch_size``).
+    """
+    overrides: dict[str, Any] = {}
+    for key, value in run.budget.items():
+        if key not in BUDGET_KEYS:
+            raise ValueError(f"{run.label}: unknown budget key {key!r} (known: {sorted(BUDGET_KEYS)})")
+        overrides[BUDGET_KEYS[key]] = value
+    for key, value in run.overrides.items():
+        overrides[key if "." in key else f"model.init_args.{key}"] = value
+    return fit_config(cell_config(run.task, run.dataset, run.algorithm), seed=run.seed, workdir=workdir, overrides=overrides)

@@ -1,0 +1,144 @@
+"""Value-decomposition mixers Q_tot = f_s(Q_1, ..., Q_N).
+
+Each mixer is split in two so that many candidate per-agent Q vectors at the
+same state can be mixed without recomputing the state-conditioned part:
+
+``hyper(states [..., S]) -> params``   (state-dependent weights, computed once)
+``mix(qs, params)``                    qs [..., N] -> [...]  or  qs [..., K, N] -> [..., K]
+``forward(qs, states) = mix(qs, hyper(states))``
+
+The leading dims ``...`` of ``qs`` and ``states`` match (e.g. [B, T]); the
+optional K dimension holds candidate joint actions (CFCQL's counterfactual
+term mixes N * A candidates per state in one call).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _as_candidates(qs: torch.Tensor, params_batch_dims: int) -> tuple[torch.Tensor, bool]:
+    """Returns qs as [..., K, N] and whether a K dim was added."""
+    if qs.dim() == params_batch_dims + 1:
+        return qs.unsqueeze(-2), True
+    if qs.dim() == params_batch_dims + 2:
+        return qs, False
+    raise ValueError(f"qs must be [..., N] or [..., K, N] with the state's leading dims, got {tuple(qs.shape)}")
+
+
+def _two_layer(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class QMixParams(NamedTuple):
+    w1: torch.Tensor  # [..., N, E] (>= 0)
+    b1: torch.Tensor  # [..., E]
+    w2: torch.Tensor  # [..., E] (>= 0)
+    b2: torch.Tensor  # [...]
+
+
+class QMixer(nn.Module):
+    """QMIX monotonic mixer (Rashid et al. 2018), pymarl2 layout.
+
+    Q_tot = w2(s) . elu(Q @ W1(s) + b1(s)) + b2(s), with W1 = |hyper_w1(s)| and
+    w2 = |hyper_w2(s)| so that dQ_tot / dQ_i >= 0. The weight hypernetworks have
+    two layers (S -> hypernet_embed -> ReLU -> out); b2 is S -> embed -> ReLU -> 1.
+
+    Args:
+        n_agents: number of agents N.
+        state_dim: global state size S.
+        embed_dim: mixing embedding size E (pymarl ``mixing_embed_dim``, 32).
+        hypernet_embed: hidden size of the hypernetworks (64).
+    """
+
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_embed: int = 64) -> None:
+        super().__init__()
+        self.n_agents, self.embed_dim = n_agents, embed_dim
+        self.hyper_w1 = _two_layer(state_dim, hypernet_embed, n_agents * embed_dim)
+        self.hyper_b1 = nn.Linear(state_dim, embed_dim)
+        self.hyper_w2 = _two_layer(state_dim, hypernet_embed, embed_dim)
+        self.hyper_b2 = _two_layer(state_dim, embed_dim, 1)
+
+    def hyper(self, states: torch.Tensor) -> QMixParams:
+        w1 = self.hyper_w1(states).abs().unflatten(-1, (self.n_agents, self.embed_dim))
+        return QMixParams(w1, self.hyper_b1(states), self.hyper_w2(states).abs(), self.hyper_b2(states).squeeze(-1))
+
+    def mix(self, qs: torch.Tensor, params: QMixParams) -> torch.Tensor:
+        cand, squeeze = _as_candidates(qs, params.b2.dim())
+        hidden = F.elu(torch.einsum("...kn,...ne->...ke", cand, params.w1) + params.b1.unsqueeze(-2))
+        q_tot = torch.einsum("...ke,...e->...k", hidden, params.w2) + params.b2.unsqueeze(-1)
+        return q_tot.squeeze(-1) if squeeze else q_tot
+
+    def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        return self.mix(qs, self.hyper(states))
+
+
+class LinearMixParams(NamedTuple):
+    k: torch.Tensor  # [..., N], k >= 0, sum_i k_i = 1
+    b: torch.Tensor  # [...]
+
+
+class LinearMixer(nn.Module):
+    """State-weighted linear mixer Q_tot = sum_i k_i(s) Q_i + b(s) (ICQ convention).
+
+    k_i(s) = |w_i(s)| / sum_j |w_j(s)| with a two-layer hypernetwork w(s), so the
+    coefficients are non-negative and sum to one (Q_tot is a convex combination
+    of the Q_i plus a state bias); ``k(states)`` exposes them (ICQ weights each
+    agent's actor loss by k_i). b(s) is S -> hypernet_embed -> ReLU -> 1.
+
+    Args:
+        n_agents: number of agents N.
+        state_dim: global state size S.
+        hypernet_embed: hidden size of the hypernetworks.
+    """
+
+    def __init__(self, n_agents: int, state_dim: int, hypernet_embed: int = 64) -> None:
+        super().__init__()
+        self.hyper_w = _two_layer(state_dim, hypernet_embed, n_agents)
+        self.hyper_b = _two_layer(state_dim, hypernet_embed, 1)
+
+    def k(self, states: torch.Tensor) -> torch.Tensor:
+        w = self.hyper_w(states).abs() + 1e-8
+        return w / w.sum(-1, keepdim=True)
+
+    def hyper(self, states: torch.Tensor) -> LinearMixParams:
+        return LinearMixParams(self.k(states), self.hyper_b(states).squeeze(-1))
+
+    def mix(self, qs: torch.Tensor, params: LinearMixParams) -> torch.Tensor:
+        cand, squeeze = _as_candidates(qs, params.b.dim())
+        q_tot = (cand * params.k.unsqueeze(-2)).sum(-1) + params.b.unsqueeze(-1)
+        return q_tot.squeeze(-1) if squeeze else q_tot
+
+    def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        return self.mix(qs, self.hyper(states))
+
+
+class VDNMixer(nn.Module):
+    """Q_tot = sum_i Q_i (Sunehag et al. 2018); no parameters, ``hyper`` returns None."""
+
+    def __init__(self, n_agents: int = 0, state_dim: int = 0) -> None:
+        super().__init__()
+
+    def hyper(self, states: torch.Tensor) -> None:
+        return None
+
+    def mix(self, qs: torch.Tensor, params: None = None) -> torch.Tensor:
+        return qs.sum(-1)
+
+    def forward(self, qs: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
+        return qs.sum(-1)
+
+
+def make_mixer(kind: str, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_embed: int = 64) -> nn.Module:
+    """Builds a mixer by name: "qmix", "linear" or "vdn"."""
+    if kind == "qmix":
+        return QMixer(n_agents, state_dim, embed_dim, hypernet_embed)
+    if kind == "linear":
+        return LinearMixer(n_agents, state_dim, hypernet_embed)
+    if kind == "vdn":
+        return VDNMixer(n_agents, state_dim)
+    raise ValueError(f"unknown mixer {kind!r}; expected 'qmix', 'linear' or 'vdn'")
