@@ -24,6 +24,11 @@ def _lightning_cli_class():
         def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
             # dimensions come from the dataset, never typed twice in a config
             parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
+            # checkpoints every K updates plus last.ckpt, so interrupted runs resume
+            from lightning.pytorch.callbacks import ModelCheckpoint
+
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({"checkpoint.every_n_train_steps": 1000, "checkpoint.save_last": True, "checkpoint.save_top_k": 0})
 
     return LitOmarlCLI
 
@@ -35,9 +40,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "log_every_n_steps": 50,
     "enable_model_summary": False,
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs", "name": "lit_omarl"}},
-    "callbacks": [
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": 1000, "save_last": True, "save_top_k": 0}},
-    ],
 }
 
 
@@ -155,6 +157,7 @@ def data_main(argv: list[str]) -> int:
 
 # -------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
+    from_console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "data":
         return data_main(argv[1:])
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(CONFIG_DIR.rglob("*.yaml")):
             print(path.relative_to(CONFIG_DIR))
         return 0
-    build_cli(argv)
+    build_cli(None if from_console else argv)  # LightningCLI reads sys.argv itself when run as a command
     return 0
 
 
