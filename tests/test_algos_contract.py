@@ -23,7 +23,7 @@ FAST: dict[str, dict] = {
     "cfcql": {"behaviour_pretrain_steps": 4, "behaviour_patience": 0, "cql_alpha": 1.0},
     "macql": {"n_samples": 8, "cql_alpha": 1.0},
 }
-COMMON = {"eval_every_steps": 0, "agent_hidden_dim": 16}
+COMMON = {"eval_every_steps": 0, "final_eval_episodes": 0, "agent_hidden_dim": 16}
 
 
 def tiny_batch(seed: int = 0) -> dict[str, torch.Tensor]:

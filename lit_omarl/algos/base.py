@@ -151,8 +151,8 @@ class OfflineMARLModule(L.LightningModule):
 
     # ---- evaluation ----------------------------------------------------------
     def configure_callbacks(self) -> list[L.Callback]:
-        if self.hparams.eval_every_steps <= 0:
-            return []
+        if self.hparams.eval_every_steps <= 0 and self.hparams.final_eval_episodes <= 0:
+            return []  # no periodic and no final evaluation
         from lit_omarl.eval.callback import EvaluationCallback
 
         return [
