@@ -49,6 +49,10 @@ def build_cli(args: list[str] | None = None, run: bool = True):
     from lit_omarl.algos.base import OfflineMARLModule
     from lit_omarl.data.datamodule import OfflineDataModule
 
+    import warnings
+
+    # We save checkpoints after the update on purpose (they resume training exactly).
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     cls = _lightning_cli_class()
     return cls(
         OfflineMARLModule,
