@@ -1,10 +1,20 @@
-"""Offline MARL algorithms: one LightningModule each, registered by name."""
+"""Offline MARL algorithms: one LightningModule each, registered by name.
 
-from lit_omarl.algos.base import ConservativeQMIX, OfflineMARLModule
-from lit_omarl.algos.bc import BC
-from lit_omarl.algos.cfcql import CFCQL
-from lit_omarl.algos.macql import MACQL
+Every module of this package is imported here, so an algorithm decorated with
+``@register_algorithm("name")`` is in ``ALGORITHMS`` (and covered by the
+contract test) and importable as ``lit_omarl.algos.<ClassName>`` (the
+LightningCLI ``class_path``) as soon as its file exists.
+"""
 
-ALGORITHMS: dict[str, type[OfflineMARLModule]] = {"bc": BC, "cfcql": CFCQL, "macql": MACQL}
+import importlib
+import pkgutil
 
-__all__ = ["ALGORITHMS", "BC", "CFCQL", "ConservativeQMIX", "MACQL", "OfflineMARLModule"]
+from lit_omarl.algos.base import ALGORITHMS, ConservativeQMIX, OfflineMARLModule, register_algorithm
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in ("base", "losses"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+globals().update({cls.__name__: cls for cls in ALGORITHMS.values()})
+
+__all__ = ["ALGORITHMS", "ConservativeQMIX", "OfflineMARLModule", "register_algorithm", *sorted(c.__name__ for c in ALGORITHMS.values())]

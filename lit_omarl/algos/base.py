@@ -42,6 +42,22 @@ AgentType = Literal["rnn", "mlp"]
 Batch = dict[str, torch.Tensor]
 
 
+# name -> class of every algorithm; filled by @register_algorithm when lit_omarl.algos is imported
+ALGORITHMS: dict[str, type["OfflineMARLModule"]] = {}
+
+
+def register_algorithm(name: str):
+    """Class decorator: make an algorithm known by ``name`` (contract test, CLI, reproductions)."""
+
+    def decorate(cls: type) -> type:
+        if name in ALGORITHMS and ALGORITHMS[name] is not cls:
+            raise ValueError(f"algorithm name {name!r} registered twice ({ALGORITHMS[name].__name__}, {cls.__name__})")
+        ALGORITHMS[name] = cls
+        return cls
+
+    return decorate
+
+
 class OfflineMARLModule(L.LightningModule):
     """Base class of offline cooperative MARL algorithms.
 

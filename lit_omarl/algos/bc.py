@@ -6,10 +6,11 @@ from typing import Any
 
 import torch
 
-from lit_omarl.algos.base import Batch, OfflineMARLModule
+from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
 from lit_omarl.algos.losses import NEG_INF
 
 
+@register_algorithm("bc")
 class BC(OfflineMARLModule):
     """Per-agent behaviour cloning with parameters shared across agents.
 

@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 import torch
 
-from lit_omarl.algos.base import Batch, ConservativeQMIX, behaviour_probs
+from lit_omarl.algos.base import Batch, ConservativeQMIX, behaviour_probs, register_algorithm
 from lit_omarl.algos.losses import cfcql_gap, counterfactual_lambda, cql_counterfactual_term, masked_mean
 
 
+@register_algorithm("cfcql")
 class CFCQL(ConservativeQMIX):
     """CFCQL-D (paper Algorithm 1, discrete branch).
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
-from lit_omarl.algos.base import Batch, ConservativeQMIX
+from lit_omarl.algos.base import Batch, ConservativeQMIX, register_algorithm
 from lit_omarl.algos.losses import macql_term
 
 
+@register_algorithm("macql")
 class MACQL(ConservativeQMIX):
     """MACQL with a QMIX backbone (the CFCQL code's ``raw_cql`` variant).
 
