@@ -9,7 +9,8 @@ with the profile's budget; datasets are generated (1000 one-step episodes, an
 equal mixture of the listed joint actions) and cached.
 """
 
-from lit_omarl.repro import PaperNumbers, Profile, TableSpec, main
+from lit_omarl.repro import PaperNumbers, TableSpec, main
+from lit_omarl.repro.profiles import matrix_game_profiles
 
 # Paper columns we implement so far (OMAR, AlberDICE, OMIGA and InSPO arrive with issue 4).
 ALGORITHMS = ("BC", "CFCQL", "MACQL")
@@ -21,14 +22,7 @@ TABLE = TableSpec(
     tasks=("xor",),
     datasets=("a", "b", "c"),
     algorithms=ALGORITHMS,
-    profiles=(
-        Profile("smoke", seeds=(0,), budget={"max_steps": 60, "eval_every_steps": 0, "final_eval_episodes": 200},
-                description="pipeline check: 60 updates, 1 seed"),
-        Profile("default", seeds=(0, 1, 2, 3, 4), budget={"max_steps": 3000, "eval_every_steps": 500, "final_eval_episodes": 1000},
-                description="3000 updates per run, 5 seeds, 1000 evaluation episodes"),
-        Profile("paper", seeds=(0, 1, 2, 3, 4), budget={"max_steps": 10_000_000, "eval_every_steps": 10_000, "final_eval_episodes": 32},
-                num_gpus=0.25, description="inspo.md App. C.4: 1e7 training steps, 32 evaluation episodes, 5 seeds"),
-    ),
+    profiles=matrix_game_profiles(),
     paper=PaperNumbers.from_rows(
         "inspo.md Table 1",
         ALGORITHMS,

@@ -1,0 +1,106 @@
+"""Autoregressive behaviour model of the other agents' joint action (AlberDICE / InSPO).
+
+For every conditioning agent i and every other agent j != i the network gives
+
+    mu(a^j | s, a^i, a^{k} for k < j, k != i)
+
+so that the behaviour probability of the others' joint action given a^i factorises as
+
+    log mu^{-i}(a^{-i} | s, a^i) = sum_{j != i} log mu(a^j | s, a^i, a^{k < j, k != i})
+
+(InSPO Eq. 22; AlberDICE's "autoregressive data policy"). One feed-forward MLP
+(3 layers, ReLU) is shared by all (i, j) pairs; its input is
+
+    [s, one-hot(i), one-hot(j), one-hot(a^k) * 1{k = i or (k < j and k != i)} for k = 1..N]
+
+i.e. the actions an agent may condition on are visible and the others zeroed.
+All N * (N - 1) conditionals of a batch are evaluated in one call (teacher
+forcing), also for joint actions that are not in the dataset (AlberDICE
+evaluates sampled joint actions of the other agents).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEG_INF = -1e10
+
+
+def conditioning_mask(n_agents: int) -> torch.Tensor:
+    """cond[i, j, k] = True when agent k's action is an input of mu(a^j | ...) conditioned on agent i.
+
+    k = i, or k precedes j among the agents other than i. Rows j = i are all False (unused)."""
+    idx = torch.arange(n_agents)
+    i, j, k = idx[:, None, None], idx[None, :, None], idx[None, None, :]
+    return ((k == i) | ((k < j) & (k != i))) & (j != i)
+
+
+class AutoregressiveBehaviour(nn.Module):
+    """mu(a^j | s, a^i, a^{k<j, k != i}) for all ordered pairs (i, j), j != i (see module docstring).
+
+    Args:
+        state_dim: size S of the conditioning input (the global state).
+        n_agents: N.
+        n_actions: A.
+        hidden_dim: width of the two hidden layers.
+    """
+
+    def __init__(self, state_dim: int, n_agents: int, n_actions: int, hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.n_agents, self.n_actions = n_agents, n_actions
+        self.net = nn.Sequential(
+            nn.Linear(state_dim + 2 * n_agents + n_agents * n_actions, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, n_actions),
+        )
+        self.register_buffer("cond", conditioning_mask(n_agents), persistent=False)
+
+    def logits(self, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+        """Logits of mu(a^j | s, conditioning actions of ``joint``).
+
+        Args:
+            state: [..., S].
+            joint: [..., N(i), N] long: the joint action seen when conditioning on agent i
+                (usually the dataset joint action for every i).
+
+        Returns:
+            [..., N(i), N(j), A] (rows j = i are meaningless).
+        """
+        n, a = self.n_agents, self.n_actions
+        lead = state.shape[:-1]
+        onehot = F.one_hot(joint, a).to(state.dtype)  # [..., N(i), N(k), A]
+        visible = onehot.unsqueeze(-3) * self.cond.to(state.dtype).unsqueeze(-1)  # [..., N(i), N(j), N(k), A]
+        eye = torch.eye(n, dtype=state.dtype, device=state.device)
+        x = torch.cat(
+            [
+                state[..., None, None, :].expand(*lead, n, n, state.shape[-1]),
+                eye[:, None, :].expand(*lead, n, n, n),  # one-hot(i)
+                eye[None, :, :].expand(*lead, n, n, n),  # one-hot(j)
+                visible.reshape(*lead, n, n, n * a),
+            ],
+            dim=-1,
+        )
+        return self.net(x)
+
+    def log_prob_others(self, state: torch.Tensor, joint: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+        """log mu^{-i}(joint^{-i} | s, joint^i) for every agent i.
+
+        Args:
+            state: [..., S].
+            joint: [..., N] (the same joint action for every i) or [..., N(i), N] long.
+            avail: [..., N, A] bool available actions (softmax over available ones only).
+
+        Returns:
+            [..., N]; zeros when N = 1.
+        """
+        n = self.n_agents
+        if joint.dim() == state.dim():  # [..., N] -> [..., N(i), N]
+            joint = joint.unsqueeze(-2).expand(*joint.shape[:-1], n, n)
+        logp = torch.log_softmax(self.logits(state, joint).masked_fill(~avail.unsqueeze(-3), NEG_INF), dim=-1)
+        taken = logp.gather(-1, joint.unsqueeze(-1)).squeeze(-1)  # [..., N(i), N(j)]
+        others = ~torch.eye(n, dtype=torch.bool, device=state.device)
+        return torch.where(others, taken, torch.zeros_like(taken)).sum(-1)
