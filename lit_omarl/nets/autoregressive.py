@@ -104,3 +104,40 @@ class AutoregressiveBehaviour(nn.Module):
         taken = logp.gather(-1, joint.unsqueeze(-1)).squeeze(-1)  # [..., N(i), N(j)]
         others = ~torch.eye(n, dtype=torch.bool, device=state.device)
         return torch.where(others, taken, torch.zeros_like(taken)).sum(-1)
+
+
+class SeparateAgents(nn.Module):
+    """N agent networks WITHOUT parameter sharing, behind the interface of one shared agent network.
+
+    Sequential-update methods (InSPO, AlberDICE) change one agent's policy while
+    the others stay fixed, which a shared network cannot do. Agent i's network
+    sees only agent i's inputs; hidden states (GRU) are stacked on the agent axis.
+
+    Args:
+        nets: one agent network per agent (``RNNAgent`` or ``MLPAgent``).
+    """
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+        self.recurrent = bool(getattr(nets[0], "recurrent", False))
+
+    def __len__(self) -> int:
+        return len(self.nets)
+
+    def agent_seq(self, i: int, inputs: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Agent i only: inputs [B, T, N, in] -> (out [B, T, out], h [B, 1, H] or None)."""
+        out, h = self.nets[i].forward_seq(inputs[:, :, i : i + 1], h0)
+        return out.squeeze(2), h
+
+    def forward_seq(self, inputs: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        outs, hs = [], []
+        for i in range(len(self.nets)):
+            out, h = self.nets[i].forward_seq(inputs[:, :, i : i + 1], None if h0 is None else h0[:, i : i + 1])
+            outs.append(out)
+            hs.append(h)
+        return torch.cat(outs, dim=2), (torch.cat(hs, dim=1) if self.recurrent else None)
+
+    def step(self, inputs: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out, h = self.forward_seq(inputs.unsqueeze(1), h)
+        return out.squeeze(1), h

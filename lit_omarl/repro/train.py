@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from lit_omarl.cli import CONFIG_DIR, build_cli
 
 
@@ -59,7 +61,14 @@ def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, An
 
     for cb in cli.trainer.callbacks:
         if isinstance(cb, EvaluationCallback) and cb.final_metrics is not None:
-            return dict(cb.final_metrics)
+            metrics = dict(cb.final_metrics)
+            # the behaviour's return (mean over the dataset) and ours relative to it (cfcql.md Fig. 2)
+            with h5py.File(cli.datamodule.path, "r") as f:
+                behaviour = float(f.attrs["return_mean"])
+            metrics["dataset_return_mean"] = behaviour
+            if behaviour != 0:
+                metrics["return_ratio"] = metrics["episode_return"] / behaviour
+            return metrics
     raise RuntimeError(f"{config}: training finished without a final evaluation (final_eval_episodes must be > 0)")
 
 
@@ -71,7 +80,22 @@ BUDGET_KEYS = {
     "final_eval_episodes": "model.init_args.final_eval_episodes",
     "batch_size": "data.batch_size",
     "episodes": "data.episodes",
+    # applied only to algorithms that have a behaviour model (others ignore it)
+    "behaviour_pretrain_steps": "model.init_args.behaviour_pretrain_steps",
 }
+
+
+def _model_accepts(config: str, arg: str) -> bool:
+    """Whether the config's model class (or a parent it forwards **kwargs to) takes ``arg``."""
+    import importlib
+    import inspect
+
+    import yaml
+
+    class_path = yaml.safe_load(config_path(config).read_text())["model"]["class_path"]
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return any(arg in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
 
 
 def cell_config(task: str, dataset: str, algorithm: str) -> str:
@@ -86,11 +110,14 @@ def run_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_om
     cell's overrides are model hyper-parameters (``cql_alpha``...) unless they
     already name a dotted CLI key (``data.batch_size``).
     """
+    config = cell_config(run.task, run.dataset, run.algorithm)
     overrides: dict[str, Any] = {}
     for key, value in run.budget.items():
         if key not in BUDGET_KEYS:
             raise ValueError(f"{run.label}: unknown budget key {key!r} (known: {sorted(BUDGET_KEYS)})")
+        if key == "behaviour_pretrain_steps" and not _model_accepts(config, key):
+            continue
         overrides[BUDGET_KEYS[key]] = value
     for key, value in run.overrides.items():
         overrides[key if "." in key else f"model.init_args.{key}"] = value
-    return fit_config(cell_config(run.task, run.dataset, run.algorithm), seed=run.seed, workdir=workdir, overrides=overrides)
+    return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)

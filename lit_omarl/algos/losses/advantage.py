@@ -36,6 +36,27 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return weight * diff.pow(2)
 
 
+def value_targets(reward: torch.Tensor, terminated: torch.Tensor, v_next: torch.Tensor, gamma: float) -> torch.Tensor:
+    """One-step targets y = r + gamma * (1 - d) * V(s') of an in-sample learner (no gradient).
+
+    Args:
+        reward, terminated: [B, T].
+        v_next: [B, T] value of the next state / observation (V(s') or V_tot(o')).
+    """
+    return (reward + gamma * (1.0 - terminated.to(reward.dtype)) * v_next).detach()
+
+
+def squared_td_loss(q: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """E[(Q - y)^2] over valid steps (OMAC Eq. 6, OMIGA and IQL critics); q [..., B, T] broadcast against mask [B, T].
+
+    A leading ensemble dimension of ``q`` is summed (one loss per critic, as IQL's twin critics).
+    """
+    err = (q - targets.detach()).pow(2)
+    if err.dim() == mask.dim():
+        return masked_mean(err, mask)
+    return sum(masked_mean(e, mask) for e in err.flatten(0, err.dim() - mask.dim() - 1))
+
+
 def awr_weights(
     advantage: torch.Tensor,
     temperature: float,
