@@ -40,6 +40,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "log_every_n_steps": 50,
     "enable_model_summary": False,
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs", "name": "lit_omarl"}},
+    "plugins": {"class_path": "lit_omarl.utils.checkpoint_io.AtomicCheckpointIO"},
 }
 
 

@@ -69,3 +69,26 @@ def test_interrupted_fit_resumes_from_last_checkpoint(tmp_path):
     assert first["step"] == 15
     again = fit_config("bc/xor/b.yaml", seed=0, workdir=tmp_path / "w", overrides={**overrides, "trainer.max_steps": 30})
     assert again["step"] == 30  # continued from step 15, not restarted
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    """A failing save leaves the previous last.ckpt intact and no temporary file behind."""
+    import torch
+
+    from lit_omarl.utils.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "ck" / "last.ckpt"
+    io.save_checkpoint({"step": 1}, target)
+    assert torch.load(target, weights_only=True) == {"step": 1}
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"step": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]

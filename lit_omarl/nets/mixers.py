@@ -14,11 +14,17 @@ term mixes N * A candidates per state in one call).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+# Elements of the [rows, K, E] hidden layer processed per chunk by the fused
+# candidate mix: 8 MB temporaries stay below glibc's mmap threshold (no page
+# faults per step) and keep the number of parallel regions small.
+FUSED_CHUNK_ELEMENTS = 1 << 21
 
 
 def _as_candidates(qs: torch.Tensor, params_batch_dims: int) -> tuple[torch.Tensor, bool]:
@@ -32,6 +38,49 @@ def _as_candidates(qs: torch.Tensor, params_batch_dims: int) -> tuple[torch.Tens
 
 def _two_layer(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class _QMixCandidates(torch.autograd.Function):
+    """Q_tot of K candidate Q vectors per state, chunked over states, nothing [R, K, E] kept.
+
+    Forward: out[r, k] = w2[r] . elu(qs[r, k] @ w1[r] + b1[r]) + b2[r]. The
+    hidden layer is recomputed chunk by chunk in the backward pass instead of
+    being stored, so CFCQL's N * A (or MACQL's K sampled) candidates cost
+    neither the memory of the full hidden tensor nor its page faults. The
+    gradients are the ones autograd computes for the unfused expression.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, qs: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor):
+        rows, k, _ = qs.shape
+        step = max(1, FUSED_CHUNK_ELEMENTS // (k * w1.shape[-1]))
+        out = qs.new_empty(rows, k, 1)
+        for s in range(0, rows, step):
+            e = s + step
+            hidden = F.elu(torch.baddbmm(b1[s:e].unsqueeze(1), qs[s:e], w1[s:e]), inplace=True)
+            torch.bmm(hidden, w2[s:e].unsqueeze(-1), out=out[s:e])
+        ctx.save_for_backward(qs, w1, b1, w2)
+        return out.squeeze(-1) + b2.unsqueeze(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor):
+        qs, w1, b1, w2 = ctx.saved_tensors
+        rows, k, _ = qs.shape
+        step = max(1, FUSED_CHUNK_ELEMENTS // (k * w1.shape[-1]))
+        grad_out = grad_out.contiguous()
+        g_qs, g_w1, g_b1, g_w2 = (torch.empty_like(x) for x in (qs, w1, b1, w2))
+        for s in range(0, rows, step):
+            e = s + step
+            g = grad_out[s:e].unsqueeze(-1)  # [c, K, 1]
+            hidden = F.elu(torch.baddbmm(b1[s:e].unsqueeze(1), qs[s:e], w1[s:e]), inplace=True)
+            torch.bmm(g.transpose(1, 2), hidden, out=g_w2[s:e].unsqueeze(1))
+            # d pre = elu'(pre) * g * w2, with elu' computed from the elu output
+            g_pre = torch.ops.aten.elu_backward(g * w2[s:e].unsqueeze(1), 1.0, 1, 1.0, True, hidden)
+            torch.sum(g_pre, 1, out=g_b1[s:e])
+            torch.bmm(g_pre, w1[s:e].transpose(1, 2), out=g_qs[s:e])
+            torch.bmm(qs[s:e].transpose(1, 2), g_pre, out=g_w1[s:e])
+        return g_qs, g_w1, g_b1, g_w2, grad_out.sum(-1)
 
 
 class QMixParams(NamedTuple):
@@ -67,8 +116,22 @@ class QMixer(nn.Module):
         w1 = self.hyper_w1(states).abs().unflatten(-1, (self.n_agents, self.embed_dim))
         return QMixParams(w1, self.hyper_b1(states), self.hyper_w2(states).abs(), self.hyper_b2(states).squeeze(-1))
 
+    # Mix K > 1 candidates per state with the chunked fused kernel (same values and gradients).
+    fused_candidates: bool = True
+
     def mix(self, qs: torch.Tensor, params: QMixParams) -> torch.Tensor:
         cand, squeeze = _as_candidates(qs, params.b2.dim())
+        lead = params.b2.shape
+        if self.fused_candidates and not squeeze and cand.shape[-2] > 1 and cand.shape[:-2] == lead:
+            n, e = params.w1.shape[-2:]
+            out = _QMixCandidates.apply(
+                cand.reshape(-1, *cand.shape[-2:]),
+                params.w1.reshape(-1, n, e),
+                params.b1.reshape(-1, e),
+                params.w2.reshape(-1, e),
+                params.b2.reshape(-1),
+            )
+            return out.reshape(*lead, cand.shape[-2])
         hidden = F.elu(torch.einsum("...kn,...ne->...ke", cand, params.w1) + params.b1.unsqueeze(-2))
         q_tot = torch.einsum("...ke,...e->...k", hidden, params.w2) + params.b2.unsqueeze(-1)
         return q_tot.squeeze(-1) if squeeze else q_tot

@@ -218,13 +218,21 @@ def cfcql_loss(
     return conservative_td_loss(cfcql_gap(neg, lam, q_taken_tot), td_error, mask, alpha)
 
 
+# Elements of the [rows, K, N, A] uniform draws made at once by sample_available_actions.
+SAMPLE_CHUNK_ELEMENTS = 1 << 21
+
+
 def sample_available_actions(
     avail: torch.Tensor, n_samples: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Uniform samples among available actions of each agent.
 
     Independent uniform per-agent choices are exactly uniform over the
-    available joint actions (their set is a product).
+    available joint actions (their set is a product). Each choice is the
+    argmax of uniform draws u [..., K, N, A] over the available actions; the
+    draws are made in chunks of leading rows, which consumes the generator
+    exactly as one ``torch.rand(*avail.shape[:-2], K, N, A)`` call would
+    (same samples) without materialising the whole tensor.
 
     Args:
         avail: [..., N, A] bool (each row with at least one True).
@@ -233,9 +241,15 @@ def sample_available_actions(
     Returns:
         [..., K, N] long.
     """
-    shape = (*avail.shape[:-2], n_samples, *avail.shape[-2:])
-    u = torch.rand(shape, generator=generator, device=avail.device)
-    return u.masked_fill(~avail.unsqueeze(-3), -1.0).argmax(-1)
+    lead, (n, a) = avail.shape[:-2], avail.shape[-2:]
+    unavail = ~avail.reshape(-1, 1, n, a)  # [R, 1, N, A]
+    rows = unavail.shape[0]
+    out = torch.empty(rows, n_samples, n, dtype=torch.long, device=avail.device)
+    step = max(1, SAMPLE_CHUNK_ELEMENTS // (n_samples * n * a))
+    for s in range(0, rows, step):
+        u = torch.rand((min(step, rows - s), n_samples, n, a), generator=generator, device=avail.device)
+        torch.argmax(u.masked_fill_(unavail[s : s + step], -1.0), dim=-1, out=out[s : s + step])
+    return out.reshape(*lead, n_samples, n)
 
 
 def macql_term(
@@ -266,8 +280,8 @@ def macql_term(
         [B, T]
     """
     samples = sample_available_actions(avail, n_samples, generator)  # [B, T, K, N]
-    q = q_all.unsqueeze(-3).expand(*samples.shape, q_all.shape[-1])
-    q_samples = q.gather(-1, samples.unsqueeze(-1)).squeeze(-1)  # [B, T, K, N]
+    # gather per agent ([..., N, K] indices): its backward scatters into q_all's size, not K times it
+    q_samples = q_all.gather(-1, samples.transpose(-1, -2)).transpose(-1, -2)  # [B, T, K, N]
     return torch.logsumexp(mix_fn(q_samples, mixer_params), dim=-1) - q_taken_tot
 
 
