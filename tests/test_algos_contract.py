@@ -22,6 +22,7 @@ AGENT_TYPES = ("rnn", "mlp")
 FAST: dict[str, dict] = {
     "cfcql": {"behaviour_pretrain_steps": 4, "behaviour_patience": 0, "cql_alpha": 1.0},
     "macql": {"n_samples": 8, "cql_alpha": 1.0},
+    "madtkd": {"teacher_pretrain_steps": 4},
 }
 COMMON = {"eval_every_steps": 0, "final_eval_episodes": 0, "agent_hidden_dim": 16}
 
