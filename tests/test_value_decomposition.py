@@ -85,17 +85,16 @@ def test_cql_ma_weighted_form_needs_the_linear_mixer():
 
 def test_bcq_acts_greedily_among_allowed_actions():
     torch.manual_seed(0)
-    model = BCQMA(spec=SPEC.to_dict(), agent="mlp", use_last_action=False, threshold=0.9, **COMMON)
-    obs = torch.randn(64, 2, 3)
-    avail = torch.rand(64, 2, 3) > 0.3
-    avail[..., 0] = True
+    model = BCQMA(spec=SPEC.to_dict(), agent="mlp", use_last_action=False, threshold=0.5, **COMMON)
+    with torch.no_grad():  # behaviour: action 0 favoured, then 1 (ratio 0.6 when 0 is available); Q: 2 > 1 > 0
+        model.behaviour.net[-1].weight.zero_()
+        model.behaviour.net[-1].bias.copy_(torch.tensor([0.0, math.log(0.6), -5.0]))
+        model.agent.net[-1].weight.zero_()
+        model.agent.net[-1].bias.copy_(torch.tensor([0.0, 1.0, 2.0]))
+    obs = torch.randn(6, 2, 3)
+    avail = torch.tensor([[True, True, True], [False, True, True], [True, False, True]]).repeat(4, 1).reshape(6, 2, 3)
     actions, _ = model.act(obs, avail)
-    inputs = model.agent_inputs.build(obs)
-    q, _ = model.agent.step(inputs)
-    logits, _ = model.behaviour.step(inputs)
-    probs = torch.softmax(logits.masked_fill(~avail, -1e10), -1)
-    allowed = bcq_allowed_actions(probs, avail, 0.9)
-    assert allowed.gather(-1, actions.unsqueeze(-1)).all()
-    assert torch.equal(actions, q.masked_fill(~allowed, -math.inf).argmax(-1))
-    # A high threshold changes some choices compared with the plain greedy action.
-    assert not torch.equal(actions, q.masked_fill(~avail, -math.inf).argmax(-1))
+    # allowed: {0, 1} where 0 is available; {1} when 0 is not; {0} when 1 is not -> greedy Q among them.
+    expected = torch.tensor([[1, 1], [0, 1], [1, 0], [1, 1], [0, 1], [1, 0]])
+    assert torch.equal(actions, expected)
+    assert torch.equal(model.act(obs, avail, deterministic=False)[0], expected)  # greedy in both modes

@@ -117,6 +117,12 @@ class InSPO(OfflineMARLModule):
         use_entropy: False = "InSPO w/o entropy" (beta = 0).
         sequential: False = simultaneous update ("InSPO w/o SPO").
         update_order: "random", "fixed" or "semi_greedy".
+        iteration_steps: updates per iteration k of Algorithm 1: pi_old (the
+            policies the ratios of the not-yet-updated agents use) is a
+            snapshot taken, and the agent order drawn, every this many updates.
+            1 = every update is an iteration.
+        init_from_behaviour: start every policy from the pre-trained behaviour
+            model mu (pi_0 = mu, so KL(pi_0 || mu) = 0) instead of a random network.
         cql_alpha: alpha_CQL of the critic (paper default 0.1).
         max_weight: clip of the exponential policy weights (<= 0: none).
         max_ratio: clip of rho (<= 0: none).
@@ -127,7 +133,8 @@ class InSPO(OfflineMARLModule):
         behaviour_patience: stop pre-training after this many updates without a
             new minimum loss (0: run all steps).
         behaviour_lr: Adam learning rate of the behaviour models.
-        behaviour_hidden_dim: width of the autoregressive behaviour MLP.
+        behaviour_hidden_dim: width of the autoregressive behaviour MLP (None:
+            the agent network's width, 256 for "mlp", 64 for "rnn").
         **kwargs: arguments of :class:`OfflineMARLModule` (gamma, agent,
             agent_hidden_dim, use_agent_id, use_last_action, eval settings, seed).
     """
@@ -150,6 +157,8 @@ class InSPO(OfflineMARLModule):
         use_entropy: bool = True,
         sequential: bool = True,
         update_order: UpdateOrder = "random",
+        iteration_steps: int = 1,
+        init_from_behaviour: bool = False,
         cql_alpha: float = 0.1,
         max_weight: float = 100.0,
         max_ratio: float = 100.0,
@@ -157,9 +166,9 @@ class InSPO(OfflineMARLModule):
         resampling: Literal["resample", "weights"] = "resample",
         grad_clip_norm: float = 10.0,
         behaviour_pretrain_steps: int = 1000,
-        behaviour_patience: int = 50,
+        behaviour_patience: int = 20,
         behaviour_lr: float = 1e-3,
-        behaviour_hidden_dim: int = 256,
+        behaviour_hidden_dim: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(spec=spec, **kwargs)
@@ -169,12 +178,18 @@ class InSPO(OfflineMARLModule):
             raise ValueError(f"resampling must be 'resample' or 'weights', got {resampling!r}")
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
+        if iteration_steps < 1:
+            raise ValueError(f"iteration_steps must be >= 1, got {iteration_steps}")
         s = self.spec
         self.actors = SeparateAgents([self.make_agent_net(s.n_actions) for _ in range(s.n_agents)])
         self.critics = torch.nn.ModuleList(MLPAgent(s.state_dim, s.n_actions, critic_hidden_dim) for _ in range(s.n_agents))
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        # pi_old of the current iteration (only needed when an iteration spans several updates)
+        self.old_actors = copy.deepcopy(self.actors).requires_grad_(False) if iteration_steps > 1 else None
+        self.register_buffer("iteration_order", torch.arange(s.n_agents))
         self.behaviour = self.make_agent_net(s.n_actions)  # mu^i (shared network, agent id input)
-        self.ar_behaviour = AutoregressiveBehaviour(s.state_dim, s.n_agents, s.n_actions, behaviour_hidden_dim)
+        ar_width = behaviour_hidden_dim or self.hparams.agent_hidden_dim or (256 if self.hparams.agent == "mlp" else 64)
+        self.ar_behaviour = AutoregressiveBehaviour(s.state_dim, s.n_agents, s.n_actions, ar_width)
         log_alpha = torch.tensor(math.log(alpha))
         if auto_alpha:
             self.log_alpha = torch.nn.Parameter(log_alpha)
@@ -205,6 +220,13 @@ class InSPO(OfflineMARLModule):
 
     def behaviour_pretrain_budget(self) -> tuple[int, int]:
         return self.hparams.behaviour_pretrain_steps, self.hparams.behaviour_patience
+
+    def on_train_start(self) -> None:
+        fresh = not bool(self.behaviour_trained)
+        super().on_train_start()  # behaviour pre-training (skipped when resuming)
+        if fresh and self.hparams.init_from_behaviour:
+            for net in self.actors.nets:  # pi_0 = mu: same architecture and inputs
+                net.load_state_dict(self.behaviour.state_dict())
 
     def behaviour_update(self, batch: Batch) -> torch.Tensor:
         """One step of BC (Eq. 21) and of the autoregressive model (Eq. 22)."""
@@ -263,20 +285,34 @@ class InSPO(OfflineMARLModule):
             log_mu = masked_log_softmax(self.behaviour.forward_seq(inputs)[0], avail)  # [B, L+1, N, A]
             log_mu_taken = gather_actions(log_mu[:, :-1], actions)  # [B, L, N]
             log_mu_others = self.ar_behaviour.log_prob_others(state[:, :-1], actions, avail[:, :-1])
-            log_pi = masked_log_softmax(self.actors.forward_seq(inputs)[0], avail)  # pi_old, [B, L+1, N, A]
-            log_pi_taken = gather_actions(log_pi[:, :-1], actions)  # refreshed after each agent's update
+            log_pi = masked_log_softmax(self.actors.forward_seq(inputs)[0], avail)  # [B, L+1, N, A]
+            log_pi_taken = gather_actions(log_pi[:, :-1], actions)  # current; refreshed after each agent's update
             q_bar = torch.stack([c.net(state) for c in self.target_critics], dim=2)  # [B, L+1, N, A]
             v_pi = (log_pi.exp() * avail * q_bar).sum(-1)  # E_{pi^i}[Qbar^i(s, .)]
             best = q_bar.masked_fill(~avail, NEG_INF).max(-1).values
             scores = ((best - v_pi)[:, :-1] * mask.unsqueeze(-1)).sum((0, 1))
-            frozen = [resampling_ratio(log_pi_taken, log_mu_others, i, hp.geometric_mean, hp.max_ratio) for i in range(n)]
+            new_iteration = self.trainer.global_step % hp.iteration_steps == 0
+            if new_iteration:  # Algorithm 1, lines 3-4: pi_old and a new agent order
+                if self.old_actors is not None:
+                    self.old_actors.load_state_dict(self.actors.state_dict())
+                self.iteration_order.copy_(torch.tensor(self.agent_order(scores)))
+            if self.old_actors is None:
+                log_pi_old_taken = log_pi_taken.clone()
+            else:
+                old = masked_log_softmax(self.old_actors.forward_seq(inputs[:, :-1])[0], avail[:, :-1])
+                log_pi_old_taken = gather_actions(old, actions)
 
-        order = self.agent_order(scores)
+        order = self.iteration_order.tolist()
         logs: dict[str, list[torch.Tensor]] = {k: [] for k in ("critic_loss", "td_loss", "cql", "policy_loss", "rho_mean", "ess", "policy_weight")}
         for pos, i in enumerate(order):
             a_i, av_i = actions[..., i], avail[..., i, :]
             with torch.no_grad():
-                rho = resampling_ratio(log_pi_taken, log_mu_others, i, hp.geometric_mean, hp.max_ratio) if hp.sequential else frozen[i]
+                # pi_new for the agents updated before i in this iteration's order, pi_old for the others
+                done = torch.zeros(n, dtype=torch.bool, device=mask.device)
+                if hp.sequential:
+                    done[order[:pos]] = True
+                log_pi_mixed = torch.where(done, log_pi_taken, log_pi_old_taken)
+                rho = resampling_ratio(log_pi_mixed, log_mu_others, i, hp.geometric_mean, hp.max_ratio)
                 w = self._weights(rho, mask)
                 v_next = soft_state_value(q_bar[:, 1:, i], log_pi[:, 1:, i], log_mu[:, 1:, i], av_i[:, 1:], alpha, beta)
                 y = batch["reward"] + cont * v_next
@@ -296,7 +332,7 @@ class InSPO(OfflineMARLModule):
             self._step(0, p_loss, list(self.actors.nets[i].parameters()), count=pos == n - 1)
 
             with torch.no_grad():
-                if hp.sequential and pos < n - 1:  # later agents see pi_new^i in their ratios
+                if hp.sequential and pos < n - 1:  # later agents of this update see pi_new^i
                     new_logits, _ = self.actors.agent_seq(i, inputs[:, :-1])
                     log_pi_taken[..., i] = gather_actions(masked_log_softmax(new_logits, av_i[:, :-1]), a_i)
                 for p, tp in zip(self.critics[i].parameters(), self.target_critics[i].parameters()):

@@ -21,6 +21,7 @@ from lit_omarl.algos.losses.advantage import (
     awr_weights,
     expectile_loss,
     policy_actions,
+    secondary_step,
     soft_update,
     squared_td_loss,
     taken_log_probs,
@@ -39,6 +40,8 @@ class CentralCriticAWR(OfflineMARLModule):
     one-hot; feed-forward, since the global state is available in training)
     and their soft-updated targets. The critic is trained by the main
     optimizer (one global step per update); the policy by a secondary one.
+    Evaluation is greedy by default (the reference IQL / AWAC evaluate their
+    deterministic action); ``eval_deterministic=False`` samples the policies.
 
     Args:
         spec: the dataset's EnvSpec as a dict.
@@ -87,19 +90,11 @@ class CentralCriticAWR(OfflineMARLModule):
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return policy_actions(out, avail, deterministic)
 
-    def _raw_step(self, index: int, loss: torch.Tensor, module: torch.nn.Module) -> None:
-        opt = self.raw_optimizer(index)
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.hparams.grad_clip_norm)
-        opt.step()
-
     def _policy_update(self, batch: Batch, logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """-E[w(s, a) * sum-over-agents-mean log pi_i(a_i | tau_i)], stepped on the policy optimizer."""
+        """-E[w(s, a) * (1/N) sum_i log pi_i(a_i | tau_i)], stepped on the policy optimizer."""
         avail = ensure_some_available(batch["avail_actions"][:, : logits.shape[1]])
         loss = weighted_nll(taken_log_probs(logits, batch["actions"], avail), weights, batch["mask"])
-        self._raw_step(1, loss, self.policy)
+        secondary_step(self, 1, loss, self.policy, self.hparams.grad_clip_norm)
         return loss.detach()
 
 
@@ -147,7 +142,7 @@ class IQL(CentralCriticAWR):
             q_bar = self.target_critic(state[:, :-1], actions).min(0).values  # [B, L]
         v = self.value(state).squeeze(-1)  # [B, L+1]
         v_loss = masked_mean(expectile_loss(q_bar - v[:, :-1], hp.expectile), mask)
-        self._raw_step(2, v_loss, self.value)
+        secondary_step(self, 2, v_loss, self.value, hp.grad_clip_norm)
 
         v = v.detach()
         targets = value_targets(batch["reward"], batch["terminated"], v[:, 1:], hp.gamma)

@@ -123,7 +123,7 @@ class MADTKD(OfflineMARLModule):
         teacher_inputs: Literal["state", "joint_obs"] = "state",
         kd_coef: float = 0.5,
         relation_coef: float = 0.5,
-        teacher_pretrain_steps: int = 500,
+        teacher_pretrain_steps: int = 200,
         teacher_patience: int = 0,
         teacher_lr: float | None = None,
         use_last_action: bool = False,

@@ -13,6 +13,7 @@ from lit_omarl.algos.losses.advantage import (
     AWR_MAX_WEIGHT,
     awr_weights,
     policy_actions,
+    secondary_step,
     soft_update,
     squared_td_loss,
     taken_log_probs,
@@ -54,6 +55,11 @@ class OMAC(OfflineMARLModule):
         - ``cvf_max_q=True`` ("CVF-maxQ"): no V network; V_i(o_i) is replaced
           by max_{a available} Q_i(o_i, a) (online, detached, inside Q_tot;
           target network for V_i(o'_i) and the policy's advantage).
+
+    Evaluation is greedy (argmax of pi_i over available actions) by default;
+    ``eval_deterministic=False`` samples. On multi-modal data such as Bridge's
+    optimal episodes (either agent may yield) the per-agent argmax can pick
+    incompatible modes and deadlock, where sampling would not.
 
     Deviations (there is no public OMAC code):
         - The policy is trained at every step alongside the values instead of
@@ -129,14 +135,6 @@ class OMAC(OfflineMARLModule):
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return policy_actions(out, avail, deterministic)
 
-    def _raw_step(self, index: int, loss: torch.Tensor, module: torch.nn.Module) -> None:
-        opt = self.raw_optimizer(index)
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.hparams.grad_clip_norm)
-        opt.step()
-
     def _mix(self, mixer: torch.nn.Module, state: torch.Tensor, v_local: torch.Tensor,
              actions: torch.Tensor | None = None, q_taken: torch.Tensor | None = None) -> torch.Tensor:
         """V_tot(state) (actions None) or Q_tot(state, actions) of the chosen decomposition."""
@@ -187,9 +185,9 @@ class OMAC(OfflineMARLModule):
         policy_loss = weighted_nll(taken_log_probs(logits, actions, avail_all[:, :-1]), weights, mask)
 
         if self.v_net is not None:
-            self._raw_step(2, v_loss, self.v_net)
+            secondary_step(self, 2, v_loss, self.v_net, hp.grad_clip_norm)
         self.optimise(self.main_optimizer(), q_loss, hp.grad_clip_norm)
-        self._raw_step(1, policy_loss, self.policy)
+        secondary_step(self, 1, policy_loss, self.policy, hp.grad_clip_norm)
         soft_update(self.target_q, self.q_net, hp.tau)
         soft_update(self.target_mixer, self.mixer, hp.tau)
 

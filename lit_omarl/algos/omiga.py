@@ -16,6 +16,7 @@ from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
 from lit_omarl.algos.losses import ensure_some_available, masked_mean
 from lit_omarl.algos.losses.advantage import (
     policy_actions,
+    secondary_step,
     soft_update,
     squared_td_loss,
     taken_log_probs,
@@ -122,14 +123,6 @@ class OMIGA(OfflineMARLModule):
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return policy_actions(out, avail, deterministic)
 
-    def _raw_step(self, index: int, loss: torch.Tensor, module: torch.nn.Module) -> None:
-        opt = self.raw_optimizer(index)
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.hparams.grad_clip_norm)
-        opt.step()
-
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         hp = self.hparams
         mask, actions, state = batch["mask"], batch["actions"], batch["state"]
@@ -156,9 +149,9 @@ class OMIGA(OfflineMARLModule):
         logits, _ = self.policy.forward_seq(inputs[:, :-1])
         policy_loss = weighted_nll(taken_log_probs(logits, actions, avail), weights, mask)
 
-        self._raw_step(2, policy_loss, self.policy)
+        secondary_step(self, 2, policy_loss, self.policy, hp.grad_clip_norm)
         self.optimise(self.main_optimizer(), q_loss, hp.grad_clip_norm)
-        self._raw_step(1, v_loss, self.v_net)
+        secondary_step(self, 1, v_loss, self.v_net, hp.grad_clip_norm)
         for target, online in ((self.target_q, self.q_net), (self.target_v, self.v_net), (self.target_mixer, self.mixer)):
             soft_update(target, online, hp.tau)
 
@@ -173,7 +166,7 @@ class OMIGA(OfflineMARLModule):
                 "target_mean": masked_mean(targets, mask),
                 "v_mean": masked_mean(v.detach(), m),
                 "weight_mean": masked_mean(weights, m),
-                "weight_max": weights.max(),
+                "weight_max": (weights * m).max(),
                 "z_clipped_frac": masked_mean((z.detach().abs() >= hp.z_clip).float(), m),
             })
 

@@ -30,6 +30,8 @@ import torch
 
 from lit_omarl.spec import EnvSpec
 
+# Dataset keys the batches are made of (others, e.g. agent_reward or won, are not loaded).
+_USED_KEYS = ("obs", "state", "actions", "avail_actions", "reward", "terminated", "filled", "behaviour_probs")
 
 
 def default_cache_dir() -> Path:
@@ -71,7 +73,8 @@ class OfflineDataModule(L.LightningDataModule):
             generated datasets go to ``cache_dir``.
         batch_size: episodes (episode sampling) or transitions (transition sampling) per batch.
         sampling: ``episode`` (recurrent agents) or ``transition`` (feed-forward agents).
-        max_episodes: use only the first episodes of the file (CFCQL uses the first 5000).
+        max_episodes: use only the first episodes of the file (CFCQL uses the first 5000);
+            only those are read from disk and validated.
         seed: seed of the batch sampler (its state is saved in checkpoints).
         env: env id to generate from, e.g. ``matrix/xor`` (only with ``behaviour``).
         env_options: options of the env (e.g. ``{"n": 5}`` for equal_line).
@@ -172,13 +175,9 @@ class OfflineDataModule(L.LightningDataModule):
 
     def load(self, device: torch.device | str = "cpu") -> None:
         """Load the file once into resident tensors on ``device``."""
-        from lit_omarl.data.schema import read_dataset
-
-        data = read_dataset(self.path)
-        spec = data.spec
+        arrays, spec = self._read_arrays()
         if spec != self._spec:
             raise ValueError(f"{self.path}: spec changed since the data module was built")
-        arrays = data.arrays
         e = arrays["reward"].shape[0] if self.max_episodes is None else min(self.max_episodes, arrays["reward"].shape[0])
         t = {}
         t["obs"] = torch.from_numpy(np.ascontiguousarray(arrays["obs"][:e]))
@@ -200,6 +199,25 @@ class OfflineDataModule(L.LightningDataModule):
         self._valid_t = valid[:, 1].to(device)
         self.n_episodes = e
         self.n_transitions = int(valid.shape[0])
+
+    def _read_arrays(self) -> tuple[dict[str, np.ndarray], EnvSpec]:
+        """The arrays training uses. With ``max_episodes`` below the file's count only that
+        prefix of the used keys is read (and validated), so a subset of a large file never
+        occupies the memory of the whole file."""
+        from lit_omarl.data.schema import FORMAT_VERSION, read_dataset, validate_arrays
+
+        if self.max_episodes is not None:
+            with h5py.File(self.path, "r") as f:
+                version = f.attrs.get("format_version")
+                total = f["reward"].shape[0] if "reward" in f else None
+                if version == FORMAT_VERSION and total is not None and self.max_episodes < total:
+                    keys = [k for k in _USED_KEYS if k in f]
+                    arrays = {k: f[k][: self.max_episodes] for k in keys}
+                    spec = read_spec(self.path)
+                    validate_arrays(arrays, spec, str(self.path))
+                    return arrays, spec
+        data = read_dataset(self.path)  # the whole file, validated (raises the schema's errors)
+        return data.arrays, data.spec
 
     # ---- sampling ----------------------------------------------------------
     def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:

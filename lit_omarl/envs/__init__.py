@@ -113,6 +113,7 @@ def _register_builtins() -> None:
     register("mmdp", make_mmdp)
     register("equal_line", make_equal_line)
     register("bridge", make_bridge)
+    register("smax", "lit_omarl.envs.smax:make_smax", ids=[f"smax/{m}" for m in ("2s3z", "3s_vs_5z", "5m_vs_6m", "6h_vs_8z", "3s5z_vs_3s6z")] + ["smax/*"])
 
 
 _register_builtins()

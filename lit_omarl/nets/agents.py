@@ -99,8 +99,19 @@ class RNNAgent(nn.Module):
         b, t, n, _ = inputs.shape
         x = F.relu(self.fc1(inputs))  # [B, T, N, H]
         x = x.permute(0, 2, 1, 3).reshape(b * n, t, self.hidden_dim)
-        h = None if h0 is None else h0.reshape(1, b * n, self.hidden_dim)
-        y, h_last = self.rnn(x, h)  # [B*N, T, H], [1, B*N, H]
+        h_last = None if h0 is None else h0.reshape(1, b * n, self.hidden_dim)
+        # nn.GRU allocates its input projection [T, B*N, 3H] at once; cutting long
+        # sequences into segments of at most ~8 MB keeps that buffer in reused heap
+        # memory instead of fresh page-faulted pages on every call. Same results.
+        seg = max(8, (8 << 20) // (b * n * 3 * self.hidden_dim * x.element_size()))
+        if t <= seg:
+            y, h_last = self.rnn(x, h_last)  # [B*N, T, H], [1, B*N, H]
+        else:
+            parts = []
+            for s in range(0, t, seg):
+                y, h_last = self.rnn(x[:, s : s + seg], h_last)
+                parts.append(y)
+            y = torch.cat(parts, dim=1)
         y = y.reshape(b, n, t, self.hidden_dim).permute(0, 2, 1, 3)
         return self.fc2(y), h_last.reshape(b, n, self.hidden_dim)
 

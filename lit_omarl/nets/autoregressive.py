@@ -17,6 +17,9 @@ i.e. the actions an agent may condition on are visible and the others zeroed.
 All N * (N - 1) conditionals of a batch are evaluated in one call (teacher
 forcing), also for joint actions that are not in the dataset (AlberDICE
 evaluates sampled joint actions of the other agents).
+
+:class:`SeparateAgents` holds one agent network per agent (no parameter
+sharing) for the sequential-update methods that use these models.
 """
 
 from __future__ import annotations
@@ -59,51 +62,61 @@ class AutoregressiveBehaviour(nn.Module):
         )
         self.register_buffer("cond", conditioning_mask(n_agents), persistent=False)
 
-    def logits(self, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+    def logits(self, state: torch.Tensor, joint: torch.Tensor, agent: int | None = None) -> torch.Tensor:
         """Logits of mu(a^j | s, conditioning actions of ``joint``).
 
         Args:
             state: [..., S].
-            joint: [..., N(i), N] long: the joint action seen when conditioning on agent i
-                (usually the dataset joint action for every i).
+            joint: [..., R, N] long: the joint action seen when conditioning on
+                agent i, for R = N conditioning agents i (or R = 1: ``agent``).
+            agent: condition on this agent only (R = 1).
 
         Returns:
-            [..., N(i), N(j), A] (rows j = i are meaningless).
+            [..., R, N(j), A] (rows j = i are meaningless).
         """
         n, a = self.n_agents, self.n_actions
+        rows = torch.arange(n, device=state.device) if agent is None else torch.tensor([agent], device=state.device)
+        r = rows.numel()
         lead = state.shape[:-1]
-        onehot = F.one_hot(joint, a).to(state.dtype)  # [..., N(i), N(k), A]
-        visible = onehot.unsqueeze(-3) * self.cond.to(state.dtype).unsqueeze(-1)  # [..., N(i), N(j), N(k), A]
+        cond = self.cond[rows].to(state.dtype)  # [R, N(j), N(k)]
+        onehot = F.one_hot(joint, a).to(state.dtype)  # [..., R, N(k), A]
+        visible = onehot.unsqueeze(-3) * cond.unsqueeze(-1)  # [..., R, N(j), N(k), A]
         eye = torch.eye(n, dtype=state.dtype, device=state.device)
         x = torch.cat(
             [
-                state[..., None, None, :].expand(*lead, n, n, state.shape[-1]),
-                eye[:, None, :].expand(*lead, n, n, n),  # one-hot(i)
-                eye[None, :, :].expand(*lead, n, n, n),  # one-hot(j)
-                visible.reshape(*lead, n, n, n * a),
+                state[..., None, None, :].expand(*lead, r, n, state.shape[-1]),
+                eye[rows][:, None, :].expand(*lead, r, n, n),  # one-hot(i)
+                eye[None, :, :].expand(*lead, r, n, n),  # one-hot(j)
+                visible.reshape(*lead, r, n, n * a),
             ],
             dim=-1,
         )
         return self.net(x)
 
-    def log_prob_others(self, state: torch.Tensor, joint: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
-        """log mu^{-i}(joint^{-i} | s, joint^i) for every agent i.
+    def log_prob_others(
+        self, state: torch.Tensor, joint: torch.Tensor, avail: torch.Tensor, agent: int | None = None
+    ) -> torch.Tensor:
+        """log mu^{-i}(joint^{-i} | s, joint^i) for every agent i (or for ``agent`` only).
 
         Args:
             state: [..., S].
-            joint: [..., N] (the same joint action for every i) or [..., N(i), N] long.
+            joint: [..., N] long (the same joint action for every i) or [..., R, N].
             avail: [..., N, A] bool available actions (softmax over available ones only).
+            agent: compute only for this conditioning agent (R = 1).
 
         Returns:
-            [..., N]; zeros when N = 1.
+            [..., N] (or [...] with ``agent``); zeros when N = 1.
         """
         n = self.n_agents
-        if joint.dim() == state.dim():  # [..., N] -> [..., N(i), N]
-            joint = joint.unsqueeze(-2).expand(*joint.shape[:-1], n, n)
-        logp = torch.log_softmax(self.logits(state, joint).masked_fill(~avail.unsqueeze(-3), NEG_INF), dim=-1)
-        taken = logp.gather(-1, joint.unsqueeze(-1)).squeeze(-1)  # [..., N(i), N(j)]
-        others = ~torch.eye(n, dtype=torch.bool, device=state.device)
-        return torch.where(others, taken, torch.zeros_like(taken)).sum(-1)
+        r = n if agent is None else 1
+        if joint.dim() == state.dim():  # [..., N] -> [..., R, N]
+            joint = joint.unsqueeze(-2).expand(*joint.shape[:-1], r, n)
+        logits = self.logits(state, joint, agent).masked_fill(~avail.unsqueeze(-3), NEG_INF)
+        taken = torch.log_softmax(logits, dim=-1).gather(-1, joint.unsqueeze(-1)).squeeze(-1)  # [..., R, N(j)]
+        rows = torch.arange(n, device=state.device) if agent is None else torch.tensor([agent], device=state.device)
+        others = rows[:, None] != torch.arange(n, device=state.device)[None, :]  # [R, N(j)]
+        out = torch.where(others, taken, torch.zeros_like(taken)).sum(-1)
+        return out if agent is None else out.squeeze(-1)
 
 
 class SeparateAgents(nn.Module):

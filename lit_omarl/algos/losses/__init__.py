@@ -107,7 +107,9 @@ def cql_counterfactual_term(
         neg_i = log sum_{j available} exp Q_tot^{(i,j)}
 
     All N * A candidates are mixed in ONE call of ``mix_fn`` with the
-    hypernetwork outputs ``mixer_params`` computed once per state.
+    hypernetwork outputs ``mixer_params`` computed once per state; when
+    ``mix_fn`` is the method of a mixer with ``mix_counterfactual`` (QMixer),
+    that fused kernel computes the same values without building candidates.
 
     Args:
         q_all: [B, T, N, A] per-agent Qs of all actions (with gradient).
@@ -120,8 +122,15 @@ def cql_counterfactual_term(
         neg [B, T, N] and the candidate Q_tot [B, T, N, A] (NEG_INF where unavailable).
     """
     b, t, n, a = q_all.shape
-    cand = counterfactual_candidates(q_all, actions).reshape(b, t, n * a, n)
-    cand_qtot = mix_fn(cand, mixer_params).reshape(b, t, n, a).masked_fill(~avail, NEG_INF)
+    cand_qtot = None
+    fused = getattr(getattr(mix_fn, "__self__", None), "mix_counterfactual", None)
+    if fused is not None:  # QMixer: rank-one kernel, no [B, T, N * A, N] candidate tensor
+        q_taken = q_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        cand_qtot = fused(q_all, q_taken, mixer_params)
+    if cand_qtot is None:
+        cand = counterfactual_candidates(q_all, actions).reshape(b, t, n * a, n)
+        cand_qtot = mix_fn(cand, mixer_params).reshape(b, t, n, a)
+    cand_qtot = cand_qtot.masked_fill(~avail, NEG_INF)
     return torch.logsumexp(cand_qtot, dim=-1), cand_qtot
 
 
@@ -246,9 +255,12 @@ def sample_available_actions(
     rows = unavail.shape[0]
     out = torch.empty(rows, n_samples, n, dtype=torch.long, device=avail.device)
     step = max(1, SAMPLE_CHUNK_ELEMENTS // (n_samples * n * a))
+    values = None
     for s in range(0, rows, step):
         u = torch.rand((min(step, rows - s), n_samples, n, a), generator=generator, device=avail.device)
-        torch.argmax(u.masked_fill_(unavail[s : s + step], -1.0), dim=-1, out=out[s : s + step])
+        values = u.new_empty(u.shape[:-1]) if values is None or values.shape != u.shape[:-1] else values
+        # max(dim).indices is the first maximal index, as argmax, and faster for a short last dim
+        torch.max(u.masked_fill_(unavail[s : s + step], -1.0), dim=-1, out=(values, out[s : s + step]))
     return out.reshape(*lead, n_samples, n)
 
 

@@ -1,8 +1,8 @@
 """Shared pieces of the in-sample / advantage-weighted learners (IQL, AWAC, OMAC, OMIGA).
 
-Pure functions of tensors, written once and imported by the four algorithm
-modules; each is tested against a hand-computed case in
-tests/test_iql_awac.py.
+Pure functions of tensors (plus the target / secondary-optimizer update
+helpers), written once and imported by the four algorithm modules; each is
+tested against a hand-computed case in tests/test_iql_awac.py.
 
 Shapes: B episodes, T steps, N agents, A actions, K candidate joint actions.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -103,6 +104,17 @@ def policy_actions(logits: torch.Tensor, avail: torch.Tensor, deterministic: boo
     if deterministic:
         return logits.argmax(-1)
     return torch.distributions.Categorical(logits=logits).sample()
+
+
+def secondary_step(module: Any, index: int, loss: torch.Tensor, net: torch.nn.Module, clip_norm: float) -> None:
+    """zero_grad -> backward -> clip -> step of the raw secondary optimizer ``index`` of the
+    LightningModule ``module`` (does not advance ``trainer.global_step``); clips ``net``'s gradients."""
+    opt = module.raw_optimizer(index)
+    opt.zero_grad()
+    module.manual_backward(loss)
+    if clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
+    opt.step()
 
 
 @torch.no_grad()

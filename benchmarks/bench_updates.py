@@ -1,0 +1,162 @@
+"""Gradient updates per second of every registered algorithm on SMAC- and SMAX-shaped batches.
+
+For each algorithm of ``lit_omarl.algos.ALGORITHMS`` (new ones are measured
+automatically) and each batch shape of ``common.SHAPES`` (SMAC 2s3z: 5 agents,
+obs 80, state 120, 11 actions, 120 steps; SMAX 2s3z: obs 127, state 120, 10
+actions, 100 steps), a fresh process trains on full-length episode batches
+of ``--batch`` episodes sampled from a resident dataset in /tmp, and reports:
+
+* updates/s inside the Lightning Trainer and in a bare PyTorch loop running
+  the module's own ``training_step`` (blocks interleaved in one process;
+  medians of per-update wall times), and their ratio (also in CPU time);
+* the breakdown of a bare update: sampling / forward_and_other /
+  regulariser (``conservative_gap``) / backward / optimizer (clip + step) /
+  target update;
+* peak resident memory of the process.
+
+An algorithm that cannot run on a shape (continuous only, needs other batch
+keys, ...) is reported with its error and skipped.
+
+    python benchmarks/bench_updates.py [--algorithms cfcql macql] [--shapes smac_2s3z] [--threads 2]
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
+
+
+def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> dict:
+    import torch
+
+    from lit_omarl.algos import ALGORITHMS
+
+    spec = common.spec_of(shape)
+    cls = ALGORITHMS[name]
+    if not cls.supports_discrete:
+        return {"skipped": "does not support discrete actions"}
+    dm = common.make_datamodule(shape, batch)
+    rss_data = common.current_rss_mb()
+    model = common.make_model(name, spec)
+    bare = common.BareLoop(model, dm)  # includes the (shortened) pre-training
+    warm, _ = bare.timed_steps(2)
+    bare.detach()
+    per_update = max(min(warm), 1e-4)
+    k = int(min(30, max(2, budget_s / per_update)))
+    if per_update > 4 * budget_s:  # a slow algorithm: its Trainer overhead is negligible, measure less
+        rounds = 1
+
+    t_wall, t_cpu, b_wall, b_cpu = [], [], [], []
+    for _ in range(rounds):  # interleaved blocks: load changes hit both loops alike
+        w, c = common.trainer_steps(model, dm, k)
+        t_wall += w
+        t_cpu += c
+        bare = common.BareLoop(model, dm)
+        w, c = bare.timed_steps(k)
+        bare.detach()
+        b_wall += w
+        b_cpu += c
+
+    bare = common.BareLoop(model, dm)
+    segments = common.Segments()
+    common.instrument(bare, segments)
+    wall, cpu = bare.timed_steps(k)
+    total, total_cpu = sum(wall), sum(cpu)
+    parts = {key: v / total for key, v in segments.total.items()}
+    parts["forward_and_other"] = max(0.0, 1.0 - sum(parts.values()))
+    cpu_ms = {key: v / len(cpu) * 1e3 for key, v in segments.cpu.items()}
+    cpu_ms["forward_and_other"] = max(0.0, total_cpu / len(cpu) * 1e3 - sum(cpu_ms.values()))
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    return {
+        "updates_per_s_trainer": round(1.0 / med(t_wall), 4),
+        "updates_per_s_bare": round(1.0 / med(b_wall), 4),
+        "s_per_update_trainer": common.summary(t_wall),
+        "s_per_update_bare": common.summary(b_wall),
+        "cpu_s_per_update_trainer": round(med(t_cpu), 4),
+        "cpu_s_per_update_bare": round(med(b_cpu), 4),
+        "trainer_over_bare_throughput": round(med(b_wall) / med(t_wall), 4),
+        "trainer_over_bare_throughput_cpu": round(med(b_cpu) / med(t_cpu), 4),
+        "breakdown_fraction": {key: round(v, 4) for key, v in sorted(parts.items())},
+        "breakdown_ms": {key: round(v * total / len(wall) * 1e3, 2) for key, v in sorted(parts.items())},
+        "breakdown_cpu_ms": {key: round(v, 2) for key, v in sorted(cpu_ms.items())},
+        "peak_rss_mb": round(common.peak_rss_mb(), 1),
+        "rss_after_data_mb": round(rss_data, 1),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    from lit_omarl.algos import ALGORITHMS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
+    parser.add_argument("--shapes", nargs="*", default=list(common.SHAPES))
+    parser.add_argument("--batch", type=int, default=128, help="episodes per batch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds per timed block (sets updates per block)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved Trainer/bare block pairs")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per algorithm and shape")
+    parser.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
+                        help="OMP_WAIT_POLICY of the measuring processes; passive keeps busy-waiting threads "
+                        "from stealing the CPU on a shared, oversubscribed machine")
+    parser.add_argument("--child", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        common.quiet()
+        try:
+            out = run_one(*args.child, args.batch, args.budget, args.rounds)
+        except Exception as err:  # one algorithm failing on a shape must not stop the others
+            out = {"skipped": f"{type(err).__name__}: {err}"[:300]}
+        common.emit(out)
+        return
+
+    names = args.algorithms or sorted(ALGORITHMS)
+    started = time.time()
+    results: dict[str, dict] = {shape: {} for shape in args.shapes}
+    import torch
+
+    torch.set_num_threads(args.threads)  # what the child processes use, for the record
+    info = common.machine_info()
+    info["omp_wait_policy"] = args.omp_wait_policy
+    for shape in args.shapes:
+        common.dataset_file(shape, 256)
+        for name in names:
+            cmd = [sys.executable, __file__, "--child", name, shape, "--batch", str(args.batch),
+                   "--threads", str(args.threads), "--budget", str(args.budget), "--rounds", str(args.rounds)]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy), timeout=args.timeout)
+                lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+                res = json.loads(lines[-1]) if lines else {"skipped": f"no output (exit {proc.returncode}): {proc.stderr[-300:]}"}
+            except subprocess.TimeoutExpired:
+                res = {"skipped": f"timeout after {args.timeout:.0f} s"}
+            results[shape][name] = res
+            print(f"{shape} {name}: {json.dumps(res)}", file=sys.stderr, flush=True)
+    info["load_avg_1_5_15_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
+    common.emit({
+        "benchmark": "updates",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "batch_episodes": args.batch,
+        "shapes": {s: common.SHAPES[s] for s in args.shapes},
+        "machine": info,
+        "elapsed_s": round(time.time() - started, 1),
+        "results": results,
+    })
+
+
+if __name__ == "__main__":
+    main()

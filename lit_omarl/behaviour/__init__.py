@@ -1,0 +1,96 @@
+"""Behaviour policies trained online, used to generate datasets of environments without scripted experts.
+
+* :mod:`lit_omarl.behaviour.qmix_online`: QMIX trained online on a batched
+  env (SMAX); writes checkpoints at test-win-rate milestones and the replay
+  buffer (``medium_replay``). ``python -m lit_omarl.behaviour.qmix_online --help``.
+* :class:`PolicyBehaviour`: a checkpoint as a behaviour of
+  :mod:`lit_omarl.data.generate` (``begin`` / ``act``), greedy, with the
+  one-hot probabilities of its actions (so ``epsilon:E:policy:<ckpt>``
+  records exact ``behaviour_probs``).
+* :func:`load_policy`: a checkpoint as a policy with the ``act(obs, avail,
+  hidden, deterministic)`` contract of :mod:`lit_omarl.eval.rollout`, e.g.
+  ``evaluate(load_policy(path), "smax/2s3z", None, episodes=32, seed=0,
+  deterministic=True)``.
+
+Nothing here imports JAX; the env does when it is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_omarl.data.generate import Behaviour, BehaviourError
+from lit_omarl.spec import EnvSpec
+
+# imported on first use, so ``python -m lit_omarl.behaviour.qmix_online`` does not import the module twice
+_LAZY = ("QMIXLearner", "QMIXOnlineConfig", "QMIXPolicy", "save_checkpoint", "train_qmix")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from lit_omarl.behaviour import qmix_online
+
+        return getattr(qmix_online, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_policy(path: str | Path, epsilon: float = 0.0) -> "QMIXPolicy":  # noqa: F821
+    """The policy of a ``qmix_online`` checkpoint (greedy; ``epsilon`` when acting with deterministic=False)."""
+    from lit_omarl.behaviour.qmix_online import QMIXPolicy
+
+    return QMIXPolicy.load(path, epsilon)
+
+
+class PolicyBehaviour(Behaviour):
+    """A trained policy checkpoint as a generation behaviour (text ``policy:<path>``).
+
+    Acts greedily over available actions; its action probabilities are the
+    one-hot of the chosen actions. The checkpoint's spec must match the env's
+    (agents, observation, state and action sizes).
+    """
+
+    has_probs = True
+
+    def __init__(self, text: str, spec: EnvSpec, path: str | Path) -> None:
+        super().__init__(text, spec)
+        try:
+            self.policy = load_policy(path)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise BehaviourError(text, f"cannot load policy checkpoint {str(path)!r}: {err}") from None
+        own = self.policy.spec
+        keys = ("n_agents", "obs_dim", "state_dim", "n_actions")
+        diff = {k: (getattr(own, k), getattr(spec, k)) for k in keys if getattr(own, k) != getattr(spec, k)}
+        if diff:
+            raise BehaviourError(text, f"checkpoint of {own.env_id!r} does not fit env {spec.env_id!r} (checkpoint, env): {diff}")
+        self.hidden: Any = None
+
+    def begin(self, ts, episode_index, generator) -> None:
+        self.hidden = None
+
+    @torch.no_grad()
+    def act(self, ts, generator):
+        actions, self.hidden = self.policy.act(ts.obs, ts.avail, self.hidden, deterministic=True)
+        return actions, torch.nn.functional.one_hot(actions, self.spec.n_actions).float()
+
+
+def policy_behaviour(text: str, spec: EnvSpec) -> PolicyBehaviour:
+    """Parse ``policy:<path>`` (the hook lit_omarl.data.generate.parse_behaviour needs for ``policy:``)."""
+    head, sep, path = text.strip().partition(":")
+    if head != "policy" or not sep or not path.strip():
+        raise BehaviourError(text, "expected policy:<checkpoint path>")
+    return PolicyBehaviour(text, spec, path.strip())
+
+
+__all__ = [
+    "PolicyBehaviour",
+    "QMIXLearner",
+    "QMIXOnlineConfig",
+    "QMIXPolicy",
+    "load_policy",
+    "policy_behaviour",
+    "save_checkpoint",
+    "train_qmix",
+]

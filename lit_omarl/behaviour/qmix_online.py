@@ -1,0 +1,527 @@
+"""QMIX trained online on a batched env: the behaviour policies of the SMAX datasets.
+
+CFCQL (cfcql.md App. C.2) builds its StarCraft datasets from QMIX runs:
+*medium* / *expert* = episodes of a partially / fully trained QMIX policy,
+*medium_replay* = the replay buffer of the run up to the point the policy
+reaches medium performance, *mixed* = medium + expert in equal parts. This
+module trains that QMIX (Rashid et al. 2018) online on ``smax/<map>`` (any
+env of :mod:`lit_omarl.envs` with discrete actions) and writes what those
+datasets need:
+
+* checkpoints ``<out>/winrate_<w>.pt`` the first time the greedy test win
+  rate reaches each milestone w, ``step_<n>.pt`` every ``checkpoint_every``
+  env steps and ``final.pt``; each a plain dict of tensors and numbers
+  (``torch.load(path, weights_only=True)`` loads it) with a JSON twin
+  ``<name>.json`` recording the test win rate the checkpoint reached;
+* ``replay_winrate_<w>.h5``: the replay buffer (schema v1, quality
+  ``medium_replay``) when the test win rate first reaches w of
+  ``replay_milestones``;
+* TensorBoard scalars under ``<out>/tb`` against env steps (train and test
+  win rate and return, epsilon, TD loss, speed), and ``<out>/curve.jsonl``
+  with one line per test.
+
+Learner (pymarl's QMIX recipe): a GRU agent shared by all agents with agent
+id and last action inputs (:class:`lit_omarl.nets.RNNAgent`,
+:class:`lit_omarl.nets.AgentInputs`), the monotonic hypernetwork mixer
+(:class:`lit_omarl.nets.QMixer`), epsilon-greedy over available actions with
+epsilon annealed linearly from 1.0 to 0.05 over 50k env steps, an episode
+replay buffer of 5000 episodes, batches of 32 episodes, double-Q targets
+``G_t`` (TD(lambda) by :func:`lit_omarl.algos.losses.td_lambda_targets`;
+lambda 0 = one-step), loss mean((Q_tot - G)^2) over valid steps, gradient
+clipping at 10, hard target copies every 200 episodes, lr 5e-4.
+
+Deviations from pymarl's ``qmix.yaml`` (each switchable):
+* ``optimizer="adam"`` and ``td_lambda=0.6`` by default (pymarl2's tuned
+  QMIX, which learns faster); pymarl1 is ``--optimizer rmsprop --td-lambda 0``.
+* B episodes run in parallel (no auto-reset: a batch ends when its longest
+  episode does); ``updates_per_episode`` (1, as pymarl's episode runner)
+  updates follow each batch.
+* The test win rate is measured on ``eval_episodes`` greedy episodes with
+  fixed seeds every ``eval_every`` env steps (pymarl: 32 every 10k).
+
+Command::
+
+    python -m lit_omarl.behaviour.qmix_online --map 2s3z --env-steps 2000000 --out runs/qmix_2s3z --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_omarl.algos.losses import ensure_some_available, masked_mean, td_lambda_targets
+from lit_omarl.data.generate import Behaviour, _rollout
+from lit_omarl.nets import AgentInputs, QMixer, RNNAgent
+from lit_omarl.spec import EnvSpec
+
+CHECKPOINT_FORMAT = "lit_omarl.qmix_online/1"
+Batch = dict[str, torch.Tensor]
+
+
+# ------------------------------------------------------------------ config
+@dataclass
+class QMIXOnlineConfig:
+    """Hyper-parameters of an online QMIX run (defaults: pymarl's QMIX, see module docstring).
+
+    Args:
+        env_id: env to train on, e.g. ``smax/2s3z``.
+        env_options: options of ``lit_omarl.envs.make``.
+        env_steps: stop after this many env steps (summed over the parallel episodes).
+        max_minutes: also stop after this wall-clock time (<= 0: no limit).
+        seed: seed of the networks, exploration, the env and the tests.
+        num_envs: episodes run in parallel.
+        gamma: discount factor.
+        lr: learning rate.
+        optimizer: "adam" or "rmsprop" (alpha 0.99, eps 1e-5 as pymarl).
+        td_lambda: lambda of the TD(lambda) targets (0 = one-step targets).
+        double_q: greedy action of the targets from the online network.
+        batch_size: episodes per update.
+        buffer_size: episodes kept in the replay buffer (FIFO).
+        updates_per_episode: updates per collected episode (after each batch).
+        target_update_episodes: collected episodes between hard target copies.
+        epsilon_start, epsilon_finish, epsilon_anneal_steps: linear epsilon schedule over env steps.
+        grad_clip_norm: gradient-norm clipping.
+        agent_hidden_dim, mixer_embed_dim, hypernet_embed_dim: network sizes.
+        eval_every: env steps between greedy tests.
+        eval_episodes: episodes per test.
+        checkpoint_every: env steps between periodic checkpoints (<= 0: none).
+        milestones: test win rates that trigger a checkpoint the first time they are reached.
+        replay_milestones: test win rates that trigger a dump of the replay buffer.
+        threads: torch intra-op threads.
+    """
+
+    env_id: str = "smax/2s3z"
+    env_options: dict[str, Any] = field(default_factory=dict)
+    env_steps: int = 2_000_000
+    max_minutes: float = 0.0
+    seed: int = 0
+    num_envs: int = 8
+    gamma: float = 0.99
+    lr: float = 5e-4
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    td_lambda: float = 0.6
+    double_q: bool = True
+    batch_size: int = 32
+    buffer_size: int = 5000
+    updates_per_episode: float = 1.0
+    target_update_episodes: int = 200
+    epsilon_start: float = 1.0
+    epsilon_finish: float = 0.05
+    epsilon_anneal_steps: int = 50_000
+    grad_clip_norm: float = 10.0
+    agent_hidden_dim: int = 64
+    mixer_embed_dim: int = 32
+    hypernet_embed_dim: int = 64
+    eval_every: int = 10_000
+    eval_episodes: int = 32
+    checkpoint_every: int = 250_000
+    milestones: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+    replay_milestones: tuple[float, ...] = (0.3, 0.5)
+    threads: int = 1
+
+    def epsilon(self, env_steps: int) -> float:
+        frac = min(1.0, env_steps / max(1, self.epsilon_anneal_steps))
+        return self.epsilon_start + frac * (self.epsilon_finish - self.epsilon_start)
+
+
+# ------------------------------------------------------------------ policy
+class QMIXPolicy(nn.Module):
+    """The decentralised part of QMIX: a shared GRU agent and greedy action selection.
+
+    ``act(obs, avail, hidden=None, deterministic=True)`` follows the contract
+    of :mod:`lit_omarl.eval.rollout`: greedy over available actions, or
+    epsilon-greedy with ``self.epsilon`` when ``deterministic`` is False.
+    """
+
+    def __init__(self, spec: EnvSpec | dict, hidden_dim: int = 64, epsilon: float = 0.0) -> None:
+        super().__init__()
+        self.spec = EnvSpec.from_dict(spec)
+        if not self.spec.discrete:
+            raise ValueError(f"QMIX needs discrete actions; {self.spec.env_id!r} is continuous")
+        self.inputs = AgentInputs(self.spec.obs_dim, self.spec.n_agents, self.spec.n_actions)
+        self.agent = RNNAgent(self.inputs.dim, self.spec.n_actions, hidden_dim)
+        self.epsilon = float(epsilon)
+
+    def q_step(self, obs: torch.Tensor, avail: torch.Tensor, hidden: Any) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Qs [B, N, A] with unavailable actions at -inf, available mask and the GRU state."""
+        obs = torch.as_tensor(obs, dtype=torch.float32)
+        avail = ensure_some_available(torch.as_tensor(avail).bool())
+        if hidden is None:
+            hidden = {"h": None, "last_action": obs.new_zeros(*obs.shape[:2], self.spec.n_actions)}
+        q, h = self.agent.step(self.inputs.build(obs, hidden["last_action"]), hidden["h"])
+        return q.masked_fill(~avail, -math.inf), avail, {"h": h}
+
+    @torch.no_grad()
+    def act_epsilon(self, obs: torch.Tensor, avail: torch.Tensor, hidden: Any, epsilon: float,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Epsilon-greedy: each agent takes a uniform available action with probability epsilon."""
+        q, avail, hidden = self.q_step(obs, avail, hidden)
+        actions = q.argmax(-1)
+        if epsilon > 0:
+            explore = torch.rand(actions.shape, generator=generator) < epsilon
+            uniform = torch.multinomial(avail.reshape(-1, avail.shape[-1]).float(), 1, generator=generator)
+            actions = torch.where(explore, uniform.reshape(actions.shape), actions)
+        hidden["last_action"] = F.one_hot(actions, self.spec.n_actions).float()
+        return actions, hidden
+
+    def act(self, obs: torch.Tensor, avail: torch.Tensor, hidden: Any = None,
+            deterministic: bool = True) -> tuple[torch.Tensor, dict]:
+        return self.act_epsilon(obs, avail, hidden, 0.0 if deterministic else self.epsilon)
+
+    @classmethod
+    def load(cls, path: str | Path, epsilon: float = 0.0) -> "QMIXPolicy":
+        """The policy of a checkpoint written by :func:`save_checkpoint`."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a qmix_online checkpoint (format {ckpt.get('format')!r})")
+        policy = cls(ckpt["spec"], int(ckpt["config"]["agent_hidden_dim"]), epsilon)
+        policy.agent.load_state_dict(ckpt["agent"])
+        return policy.eval()
+
+
+# ------------------------------------------------------------------ learner
+class QMIXLearner(nn.Module):
+    """QMIX agent + mixer, their targets and the optimizer; ``update(batch)`` is one gradient step.
+
+    ``batch`` has the keys of docs/CONTRACTS.md's episode batches: obs [B, L+1, N, O],
+    state [B, L+1, S], actions [B, L, N], avail_actions bool [B, L+1, N, A],
+    reward / terminated / mask [B, L].
+    """
+
+    def __init__(self, spec: EnvSpec | dict, config: QMIXOnlineConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.policy = QMIXPolicy(spec, config.agent_hidden_dim)
+        s = self.policy.spec
+        self.mixer = QMixer(s.n_agents, s.state_dim, config.mixer_embed_dim, config.hypernet_embed_dim)
+        self.target_agent = RNNAgent(self.policy.inputs.dim, s.n_actions, config.agent_hidden_dim).requires_grad_(False)
+        self.target_mixer = QMixer(s.n_agents, s.state_dim, config.mixer_embed_dim,
+                                   config.hypernet_embed_dim).requires_grad_(False)
+        self.update_targets()
+        params = list(self.policy.parameters()) + list(self.mixer.parameters())
+        if config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        elif config.optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(params, lr=config.lr, alpha=0.99, eps=1e-5)
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {config.optimizer!r}")
+
+    def update_targets(self) -> None:
+        self.target_agent.load_state_dict(self.policy.agent.state_dict())
+        self.target_mixer.load_state_dict(self.mixer.state_dict())
+
+    def td_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg, mask = self.config, batch["mask"]
+        avail = ensure_some_available(batch["avail_actions"].bool())
+        inputs = self.policy.inputs.sequence(batch["obs"], batch["actions"])  # [B, L+1, N, in]
+        q_all, _ = self.policy.agent.forward_seq(inputs)
+        with torch.no_grad():
+            target_q, _ = self.target_agent.forward_seq(inputs)
+            chooser = q_all.detach() if cfg.double_q else target_q
+            greedy = chooser.masked_fill(~avail, -math.inf).argmax(-1, keepdim=True)
+            target_tot = self.target_mixer(target_q.gather(-1, greedy).squeeze(-1), batch["state"])  # [B, L+1]
+            targets = td_lambda_targets(batch["reward"], batch["terminated"], mask, target_tot, cfg.gamma, cfg.td_lambda)
+        chosen = q_all[:, :-1].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
+        q_tot = self.mixer(chosen, batch["state"][:, :-1])
+        td = q_tot - targets
+        loss = masked_mean(td.pow(2), mask)
+        return loss, {"td_loss": loss.detach(), "q_tot_mean": masked_mean(q_tot.detach(), mask),
+                      "target_mean": masked_mean(targets, mask)}
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss, metrics = self.td_loss(batch)
+        self.optimizer.zero_grad()
+        loss.backward()
+        metrics["grad_norm"] = nn.utils.clip_grad_norm_(
+            list(self.policy.parameters()) + list(self.mixer.parameters()), self.config.grad_clip_norm)
+        self.optimizer.step()
+        return metrics
+
+
+# ------------------------------------------------------------------ replay buffer
+class EpisodeBuffer:
+    """FIFO buffer of whole episodes, each stored trimmed to its length (memory ~ steps, not T)."""
+
+    KEYS = ("obs", "state", "avail_actions", "actions", "reward", "terminated")
+
+    def __init__(self, capacity: int, spec: EnvSpec) -> None:
+        self.capacity, self.spec = int(capacity), spec
+        self.episodes: list[dict[str, torch.Tensor]] = []
+        self.next = 0  # slot overwritten next once full
+        self.added = 0
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def add(self, batch: Batch) -> None:
+        """Episodes of a padded rollout batch (``lit_omarl.data.generate`` layout)."""
+        lengths = batch["filled"].sum(1).tolist()
+        for b, n in enumerate(lengths):
+            ep = {k: batch[k][b, : n + 1 if k in ("obs", "state", "avail_actions") else n].clone() for k in self.KEYS}
+            ep["won"] = batch["won"][b].clone() if "won" in batch else torch.tensor(False)
+            if len(self.episodes) < self.capacity:
+                self.episodes.append(ep)
+            else:
+                self.episodes[self.next] = ep
+                self.next = (self.next + 1) % self.capacity
+            self.added += 1
+
+    def _ordered(self) -> list[dict[str, torch.Tensor]]:
+        return self.episodes[self.next:] + self.episodes[: self.next]  # oldest first
+
+    def _stack(self, episodes: list[dict[str, torch.Tensor]], steps: int) -> Batch:
+        n, s = len(episodes), self.spec
+        out = {
+            "obs": torch.zeros(n, steps + 1, s.n_agents, s.obs_dim),
+            "state": torch.zeros(n, steps + 1, s.state_dim),
+            "avail_actions": torch.zeros(n, steps + 1, s.n_agents, s.n_actions, dtype=torch.bool),
+            "actions": torch.zeros(n, steps, s.n_agents, dtype=torch.long),
+            "reward": torch.zeros(n, steps),
+            "terminated": torch.zeros(n, steps),
+            "mask": torch.zeros(n, steps),
+        }
+        for i, ep in enumerate(episodes):
+            length = ep["reward"].shape[0]
+            for k in self.KEYS:
+                out[k][i, : ep[k].shape[0]] = ep[k]
+            out["mask"][i, :length] = 1.0
+        return out
+
+    def sample(self, n: int, generator: torch.Generator) -> Batch:
+        idx = torch.randint(0, len(self.episodes), (n,), generator=generator).tolist()
+        episodes = [self.episodes[i] for i in idx]
+        return self._stack(episodes, max(ep["reward"].shape[0] for ep in episodes))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """All stored episodes, oldest first, as schema-v1 arrays padded to ``spec.episode_limit``."""
+        episodes = self._ordered()
+        b = self._stack(episodes, self.spec.episode_limit)
+        return {
+            "obs": b["obs"].numpy(), "state": b["state"].numpy(), "actions": b["actions"].numpy(),
+            "avail_actions": b["avail_actions"].numpy().astype(np.uint8), "reward": b["reward"].numpy(),
+            "terminated": b["terminated"].numpy().astype(np.uint8), "filled": b["mask"].numpy().astype(np.uint8),
+            "won": np.array([bool(ep["won"]) for ep in episodes], dtype=np.uint8),
+        }
+
+
+class _Explorer(Behaviour):
+    """Epsilon-greedy QMIX as a generation behaviour (drives ``generate._rollout``)."""
+
+    def __init__(self, policy: QMIXPolicy) -> None:
+        super().__init__("qmix epsilon-greedy", policy.spec)
+        self.policy, self.epsilon, self.hidden = policy, 1.0, None
+
+    def begin(self, ts, episode_index, generator) -> None:
+        self.hidden = None
+
+    def act(self, ts, generator):
+        actions, self.hidden = self.policy.act_epsilon(ts.obs, ts.avail, self.hidden, self.epsilon, generator)
+        return actions, None
+
+
+# ------------------------------------------------------------------ checkpoints
+def save_checkpoint(path: Path, learner: QMIXLearner, meta: dict[str, Any]) -> Path:
+    """``path`` (tensors + numbers, loadable with weights_only=True) and ``path.json`` (meta)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = asdict(learner.config)
+    config["milestones"], config["replay_milestones"] = list(config["milestones"]), list(config["replay_milestones"])
+    payload = {"format": CHECKPOINT_FORMAT, "spec": learner.policy.spec.to_dict(), "config": config,
+               "agent": learner.policy.agent.state_dict(), "mixer": learner.mixer.state_dict(),
+               **{k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool))}}
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps({"checkpoint": path.name, **meta}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _test(policy: QMIXPolicy, env: Any, episodes: int, seed: int) -> dict[str, float]:
+    """Greedy win rate and return over ``episodes`` episodes (batches seeded seed, seed + 1, ...)."""
+    from lit_omarl.eval.rollout import run_episodes
+
+    outs = []
+    for k in range(math.ceil(episodes / env.num_envs)):
+        outs.append(run_episodes(policy, env, deterministic=True, seed=seed + k))
+    ret = torch.cat([o["episode_return"] for o in outs])[:episodes]
+    won = torch.cat([o.get("won", torch.zeros(env.num_envs)) for o in outs])[:episodes]
+    length = torch.cat([o["episode_length"] for o in outs])[:episodes]
+    return {"win_rate": float(won.mean()), "return": float(ret.mean()), "episode_length": float(length.mean())}
+
+
+# ------------------------------------------------------------------ training
+def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10, verbose: bool = False) -> dict[str, Any]:
+    """Train QMIX online (module docstring); returns a summary (also written to ``out/summary.json``).
+
+    ``log_every``: rollouts between TensorBoard training scalars; ``verbose``: print each test as a JSON line.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lit_omarl.data.schema import write_dataset
+    from lit_omarl.envs import make
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, int(config.threads)))
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    env_seed, test_seed = np.random.SeedSequence(config.seed).generate_state(2).tolist()
+    env = make(config.env_id, num_envs=config.num_envs, seed=env_seed, **config.env_options)
+    test_env = make(config.env_id, num_envs=config.num_envs, seed=test_seed, **config.env_options)  # same compiled core
+    spec = env.spec
+    learner = QMIXLearner(spec, config)
+    explorer = _Explorer(learner.policy)
+    buffer = EpisodeBuffer(config.buffer_size, spec)
+    writer = SummaryWriter(str(out / "tb"))
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+
+    steps = episodes = updates = last_target = 0
+    next_eval, next_ckpt = 0, config.checkpoint_every if config.checkpoint_every > 0 else math.inf
+    reached: set[float] = set()
+    dumped: set[float] = set()
+    update_credit, rollouts = 0.0, 0
+    start = time.perf_counter()
+    recent: dict[str, list[float]] = {"won": [], "return": []}
+    metrics: dict[str, torch.Tensor] = {}
+    curve: list[dict[str, float]] = []
+    best = -1.0
+
+    def test_and_save() -> dict[str, Any]:
+        nonlocal best
+        result = _test(learner.policy, test_env, config.eval_episodes, test_seed)
+        point = {"env_steps": steps, "episodes": episodes, "updates": updates,
+                 "minutes": (time.perf_counter() - start) / 60, **result}
+        curve.append(point)
+        best = max(best, result["win_rate"])
+        with (out / "curve.jsonl").open("a") as f:
+            f.write(json.dumps(point) + "\n")
+        if verbose:
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in point.items()}), flush=True)
+        for name in ("win_rate", "return", "episode_length"):
+            writer.add_scalar(f"test/{name}", result[name], steps)
+        meta = {**point, "env_id": spec.env_id, "seed": config.seed, "eval_episodes": config.eval_episodes,
+                "epsilon": config.epsilon(steps)}
+        for m in sorted(config.milestones):
+            if result["win_rate"] >= m and m not in reached:
+                reached.add(m)
+                save_checkpoint(out / f"winrate_{m:.2f}.pt", learner, {**meta, "kind": "milestone", "milestone": m})
+        for m in sorted(config.replay_milestones):
+            if result["win_rate"] >= m and m not in dumped and len(buffer):  # (an empty buffer waits for the next test)
+                dumped.add(m)
+                attrs = {"spec": spec, "quality": "medium_replay", "source": "generated", "seed": config.seed,
+                         "behaviour": f"qmix_online replay buffer until test win rate {m:.2f}",
+                         "generator": "lit_omarl qmix_online", "env_steps": steps, "win_rate": result["win_rate"],
+                         "episodes_collected": buffer.added}
+                write_dataset(out / f"replay_winrate_{m:.2f}.h5", buffer.to_arrays(), attrs, overwrite=True)
+        return meta
+
+    while True:
+        due_eval, due_ckpt = steps >= next_eval, steps >= next_ckpt
+        if due_eval or due_ckpt:
+            meta = test_and_save()
+            while next_eval <= steps:
+                next_eval += config.eval_every
+        if due_ckpt:
+            save_checkpoint(out / f"step_{steps}.pt", learner, {**meta, "kind": "periodic"})
+            while next_ckpt <= steps:
+                next_ckpt += config.checkpoint_every
+        over_time = config.max_minutes > 0 and time.perf_counter() - start > 60 * config.max_minutes
+        if steps >= config.env_steps or over_time:
+            break
+
+        explorer.epsilon = config.epsilon(steps)
+        with torch.no_grad():
+            batch = _rollout(env, explorer, torch.arange(episodes, episodes + env.num_envs), gen)
+        buffer.add(batch)
+        n_steps = int(batch["filled"].sum())
+        steps += n_steps
+        episodes += env.num_envs
+        rollouts += 1
+        won = batch.get("won", torch.zeros(env.num_envs, dtype=torch.bool)).float()
+        recent["won"] += won.tolist()
+        recent["return"] += batch["reward"].sum(1).tolist()
+
+        if len(buffer) >= config.batch_size:
+            update_credit += config.updates_per_episode * env.num_envs
+            while update_credit >= 1.0:
+                metrics = learner.update(buffer.sample(config.batch_size, gen))
+                update_credit -= 1.0
+                updates += 1
+            if episodes - last_target >= config.target_update_episodes:
+                learner.update_targets()
+                last_target = episodes
+
+        if rollouts % log_every == 0:
+            elapsed = time.perf_counter() - start
+            writer.add_scalar("train/win_rate", float(np.mean(recent["won"])), steps)
+            writer.add_scalar("train/return", float(np.mean(recent["return"])), steps)
+            writer.add_scalar("train/epsilon", explorer.epsilon, steps)
+            writer.add_scalar("perf/env_steps_per_sec", steps / max(elapsed, 1e-9), steps)
+            for name, value in metrics.items():
+                writer.add_scalar(f"train/{name}", float(value), steps)
+            recent = {"won": [], "return": []}
+
+    if curve[-1]["env_steps"] != steps:
+        meta = test_and_save()
+    save_checkpoint(out / "final.pt", learner, {**meta, "kind": "final"})
+    writer.close()
+    summary = {"env_id": spec.env_id, "env_steps": steps, "episodes": episodes, "updates": updates,
+               "minutes": (time.perf_counter() - start) / 60, "final_win_rate": curve[-1]["win_rate"],
+               "best_win_rate": best, "milestones_reached": sorted(reached), "curve": curve}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# ------------------------------------------------------------------ command line
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    d = QMIXOnlineConfig()
+    p = argparse.ArgumentParser(prog="python -m lit_omarl.behaviour.qmix_online", description=__doc__.split("\n\n")[0])
+    p.add_argument("--map", default="2s3z", help="SMAX map (env smax/<map>); or --env for any env id")
+    p.add_argument("--env", default=None, help="env id (overrides --map)")
+    p.add_argument("--env-steps", type=int, default=d.env_steps)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes)
+    p.add_argument("--num-envs", type=int, default=d.num_envs)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--optimizer", choices=("adam", "rmsprop"), default=d.optimizer)
+    p.add_argument("--td-lambda", type=float, default=d.td_lambda)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--buffer-size", type=int, default=d.buffer_size)
+    p.add_argument("--updates-per-episode", type=float, default=d.updates_per_episode)
+    p.add_argument("--target-update-episodes", type=int, default=d.target_update_episodes)
+    p.add_argument("--epsilon-anneal-steps", type=int, default=d.epsilon_anneal_steps)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--milestones", type=_floats, default=d.milestones, help="comma-separated test win rates")
+    p.add_argument("--replay-milestones", type=_floats, default=d.replay_milestones)
+    p.add_argument("--threads", type=int, default=d.threads)
+    a = p.parse_args(argv)
+    config = QMIXOnlineConfig(
+        env_id=a.env or f"smax/{a.map}", env_steps=a.env_steps, max_minutes=a.max_minutes, seed=a.seed,
+        num_envs=a.num_envs, lr=a.lr, optimizer=a.optimizer, td_lambda=a.td_lambda, batch_size=a.batch_size,
+        buffer_size=a.buffer_size, updates_per_episode=a.updates_per_episode,
+        target_update_episodes=a.target_update_episodes, epsilon_anneal_steps=a.epsilon_anneal_steps,
+        eval_every=a.eval_every, eval_episodes=a.eval_episodes, checkpoint_every=a.checkpoint_every,
+        milestones=a.milestones, replay_milestones=a.replay_milestones, threads=a.threads)
+    summary = train_qmix(config, a.out, verbose=True)
+    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

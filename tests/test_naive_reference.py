@@ -1,0 +1,202 @@
+"""The fast paths compute what the naive (pymarl-style) reference computes.
+
+benchmarks/naive_cfcql.py unrolls agents step by step and calls the full
+mixer once per counterfactual candidate / sampled joint action; our modules
+vectorise all of it (fused candidate kernels, chunked sampling, cached agent
+inputs). Same batch, same weights -> same loss and same gradients.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import lit_omarl.algos.losses as losses
+import lit_omarl.nets.mixers as mixers
+from lit_omarl.algos import BC, CFCQL, MACQL
+from lit_omarl.spec import EnvSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from common import BareLoop  # noqa: E402
+from naive_cfcql import naive_learner  # noqa: E402
+
+B, T, N, O, S, A = 5, 4, 3, 6, 7, 4
+SPEC = EnvSpec(env_id="test/naive", n_agents=N, obs_dim=O, state_dim=S, n_actions=A, episode_limit=T)
+COMMON = {"eval_every_steps": 0, "final_eval_episodes": 0, "agent_hidden_dim": 16}
+
+
+def batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Episodes of lengths 4, 2, 4, 1, 3 (one terminated, the others cut by the time limit)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([4, 2, 4, 1, 3])
+    mask = (torch.arange(T)[None] < lengths[:, None]).float()
+    seen = (torch.arange(T + 1)[None] <= lengths[:, None]).float()
+    avail = (torch.rand(B, T + 1, N, A, generator=g) > 0.4) & seen[:, :, None, None].bool()
+    avail[..., 1] |= seen[:, :, None].bool()
+    actions = torch.rand(B, T, N, A, generator=g).masked_fill(~avail[:, :T], -1.0).argmax(-1) * mask[..., None].long()
+    terminated = torch.zeros(B, T)
+    terminated[1, 1] = 1.0
+    return {
+        "obs": torch.randn(B, T + 1, N, O, generator=g) * seen[..., None, None],
+        "state": torch.randn(B, T + 1, S, generator=g) * seen[..., None],
+        "actions": actions,
+        "avail_actions": avail,
+        "reward": torch.randn(B, T, generator=g) * mask,
+        "terminated": terminated,
+        "mask": mask,
+    }
+
+
+class OneBatch:
+    def __init__(self, data):
+        self.data = data
+
+    def sample(self):
+        return self.data
+
+
+def our_loss_and_grads(model, data):
+    """Run the module's own training_step once (bare loop); its logged loss and pre-clipping grads."""
+    loop = BareLoop(model, OneBatch(data))
+    seen: dict = {}
+    model.log_train = lambda metrics: seen.update(metrics)
+    backward = model.manual_backward
+
+    def record(loss, *args, **kwargs):
+        backward(loss, *args, **kwargs)
+        seen["grads"] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    model.manual_backward = record
+    loop.step()
+    return seen["loss"], seen["grads"]
+
+
+def naive_loss_and_grads(learner, data, prefix_nets):
+    loss, _ = learner.loss(data)
+    loss.backward()
+    grads = {}
+    for prefix, net in prefix_nets:
+        grads.update({f"{prefix}.{k}": p.grad for k, p in net.named_parameters() if p.grad is not None})
+    return loss.detach(), grads
+
+
+def assert_same(ours, naive):
+    our_loss, our_grads = ours
+    ref_loss, ref_grads = naive
+    assert our_loss.item() == pytest.approx(ref_loss.item(), rel=1e-5, abs=1e-5)
+    assert set(ref_grads) <= set(our_grads)
+    for key, grad in ref_grads.items():
+        torch.testing.assert_close(our_grads[key], grad, rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("lambda_mode", ["softmax", "uniform"])
+def test_cfcql_matches_the_naive_reference(lambda_mode):
+    torch.manual_seed(0)
+    model = CFCQL(spec=SPEC.to_dict(), lambda_mode=lambda_mode, behaviour_pretrain_steps=0, cql_alpha=2.0, **COMMON)
+    data = batch()
+    naive = naive_learner(model)  # copies of the initial networks
+    nets = [("agent", naive.agent), ("mixer", naive.mixer)]
+    assert_same(our_loss_and_grads(model, data), naive_loss_and_grads(naive, data, nets))
+
+
+@pytest.mark.parametrize("agent", ["rnn", "mlp"])
+def test_macql_matches_the_naive_reference(agent):
+    torch.manual_seed(0)
+    model = MACQL(spec=SPEC.to_dict(), agent=agent, n_samples=6, cql_alpha=2.0, seed=3, **COMMON)
+    data = batch(1)
+    naive = naive_learner(model, generator=torch.Generator().manual_seed(3))  # the module's sample stream
+    nets = [("agent", naive.agent), ("mixer", naive.mixer)]
+    assert_same(our_loss_and_grads(model, data), naive_loss_and_grads(naive, data, nets))
+
+
+def test_bc_matches_the_naive_reference():
+    torch.manual_seed(0)
+    model = BC(spec=SPEC.to_dict(), **COMMON)
+    data = batch(2)
+    naive = naive_learner(model)
+    assert_same(our_loss_and_grads(model, data), naive_loss_and_grads(naive, data, [("policy", naive.policy)]))
+
+
+def test_naive_update_steps_like_the_module():
+    """One update of each: same parameters afterwards (Adam, clipping and target copies included)."""
+    torch.manual_seed(0)
+    model = CFCQL(spec=SPEC.to_dict(), behaviour_pretrain_steps=0, target_update_interval=1, **COMMON)
+    naive = naive_learner(model)
+    data = batch(3)
+    naive.update(data)
+    BareLoop(model, OneBatch(data)).step()
+    for ours, ref in ((model.agent, naive.agent), (model.mixer, naive.mixer), (model.target_agent, naive.target_agent)):
+        for (key, p), q in zip(ours.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=key)
+
+
+# ---- the fused kernels against the plain expressions --------------------------------------
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Force several chunks on tiny inputs so the chunk loops are exercised."""
+    monkeypatch.setattr(mixers, "FUSED_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(losses, "SAMPLE_CHUNK_ELEMENTS", 40)
+
+
+def test_fused_kernels_have_exact_gradients(small_chunks):
+    g = torch.Generator().manual_seed(0)
+    r, k, n, a, e = 6, 5, 3, 4, 8
+
+    def rand(*shape, positive=False):
+        x = torch.randn(*shape, generator=g, dtype=torch.double)
+        return (x.abs() if positive else x).requires_grad_()
+
+    w1, b1, w2, b2 = rand(r, n, e, positive=True), rand(r, e), rand(r, e, positive=True), rand(r)
+    assert torch.autograd.gradcheck(mixers._QMixCandidates.apply, (rand(r, k, n), w1, b1, w2, b2))
+    assert torch.autograd.gradcheck(mixers._QMixCounterfactual.apply, (rand(r, n, a), rand(r, n), w1, b1, w2, b2))
+
+
+def test_fused_and_plain_mixing_agree(small_chunks):
+    torch.manual_seed(0)
+    mixer = mixers.QMixer(N, S, embed_dim=8, hypernet_embed=16)
+    data = batch()
+    q_all = torch.randn(B, T, N, A, requires_grad=True)
+    avail = losses.ensure_some_available(data["avail_actions"][:, :-1])
+    gen = torch.Generator()
+
+    def run(fused: bool):
+        mixer.fused_candidates = fused
+        params = mixer.hyper(data["state"][:, :-1])
+        neg, cand = losses.cql_counterfactual_term(q_all, data["actions"], avail, params, mixer.mix)
+        q_taken = mixer.mix(q_all.gather(-1, data["actions"].unsqueeze(-1)).squeeze(-1), params)
+        gap = losses.macql_term(q_all, avail, q_taken, params, mixer.mix, 7, gen.manual_seed(5))
+        total = (neg.square().sum() + gap.square().sum()) / 100
+        return [neg, cand, gap], torch.autograd.grad(total, [q_all, *mixer.parameters()])
+
+    (fused_out, fused_grads), (plain_out, plain_grads) = run(True), run(False)
+    for x, y in zip(fused_out + list(fused_grads), plain_out + list(plain_grads)):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_sampling_draws_what_one_rand_call_draws(small_chunks):
+    avail = torch.rand(3, 4, N, A, generator=torch.Generator().manual_seed(0)) > 0.5
+    avail[..., 2] = True
+    got = losses.sample_available_actions(avail, 5, torch.Generator().manual_seed(9))
+    u = torch.rand(3, 4, 5, N, A, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(got, u.masked_fill(~avail.unsqueeze(-3), -1.0).argmax(-1))
+
+
+def test_sequence_inputs_are_cached_per_batch_and_follow_in_place_changes():
+    model = BC(spec=SPEC.to_dict(), **COMMON)
+    data = batch()
+    full = model.sequence_inputs(data, include_last_obs=True)
+    assert model.sequence_inputs(data, include_last_obs=True) is full
+    short = model.sequence_inputs(data, include_last_obs=False)
+    assert torch.equal(short, model.agent_inputs.sequence(data["obs"][:, :-1], data["actions"]))
+    data["obs"].mul_(2.0)  # modified in place: recomputed
+    again = model.sequence_inputs(data, include_last_obs=True)
+    assert again is not full and torch.equal(again, model.agent_inputs.sequence(data["obs"], data["actions"]))
+    other = batch(1)
+    assert torch.equal(model.sequence_inputs(other, True), model.agent_inputs.sequence(other["obs"], other["actions"]))
+    model.on_train_batch_end(None, other, 0)
+    assert not model._inputs_cache
