@@ -22,7 +22,7 @@ from lit_omarl.data.importers import import_dataset
 from lit_omarl.repro import PaperNumbers, TableSpec, main
 from lit_omarl.repro.profiles import bridge_profiles
 
-ALGORITHMS = ("BC", "CFCQL")
+ALGORITHMS = ("BC", "OMAR", "AlberDICE", "CFCQL", "OMIGA", "InSPO")
 REAL_FOLDERS = {"optimal": "buffer_optimal", "mixed": "buffer_mix"}
 DEFAULT_BRIDGE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "alberdice_bridge"
 
@@ -59,7 +59,6 @@ def build_table(bridge_dir: Path | None) -> TableSpec:
             "AlberDICE reach near-optimal returns on both datasets (optimal data: mean return about -1.26).",
             "Agents: GRU agents on whole episodes for BC and CFCQL (the configs' choice); the paper uses 256-unit MLPs "
             "for Bridge with InSPO.",
-            "Paper columns not yet implemented here: OMAR, AlberDICE, OMIGA, InSPO (issue 4).",
         ),
     )
 
