@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 
-def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float) -> dict:
+def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float, compare_logging: bool = False) -> dict:
     from naive_cfcql import naive_learner
 
     spec = common.spec_of(shape)
@@ -52,8 +52,15 @@ def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float) -> 
     k = int(min(20, max(2, budget_s / max(min(warm), 1e-4))))
     k_naive = int(min(k, max(1, budget_s / naive_once)))
 
-    times: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in ("trainer", "bare", "naive")}
+    modes = ("trainer", "bare", "naive") + (("trainer_log_every_step",) if compare_logging else ())
+    times: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in modes}
     for _ in range(rounds):
+        if compare_logging:  # the old log_train: self.log of every metric on every step
+            model._logs_this_step = lambda: True
+            w, c = common.trainer_steps(model, dm, k)
+            del model._logs_this_step
+            times["trainer_log_every_step"][0].extend(w)
+            times["trainer_log_every_step"][1].extend(c)
         w, c = common.trainer_steps(model, dm, k)
         times["trainer"][0].extend(w)
         times["trainer"][1].extend(c)
@@ -81,13 +88,17 @@ def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float) -> 
         "naive_over_trainer_time": round(wall["naive"] / wall["trainer"], 3),
         "naive_over_ours_cpu": round(cpu["naive"] / cpu["bare"], 3),
         "peak_rss_mb_process": round(common.peak_rss_mb(), 1),
+        **({"trainer_log_every_step_over_bare_throughput": round(wall["bare"] / wall["trainer_log_every_step"], 4)}
+           if compare_logging else {}),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algorithms", nargs="*", default=["cfcql", "macql", "bc"])
-    parser.add_argument("--shape", default="smac_2s3z", choices=sorted(common.SHAPES))
+    parser.add_argument("--shape", default="smac_2s3z", choices=sorted({**common.SHAPES, **common.EXTRA_SHAPES}))
+    parser.add_argument("--compare-logging", action="store_true",
+                        help="also time the Trainer with self.log of every metric on every step (the old log_train)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
@@ -104,7 +115,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         common.quiet()
         try:
-            out = run_one(args.child, args.shape, args.batch, args.rounds, args.budget)
+            out = run_one(args.child, args.shape, args.batch, args.rounds, args.budget, args.compare_logging)
         except Exception as err:
             out = {"skipped": f"{type(err).__name__}: {err}"[:300]}
         common.emit(out)
@@ -121,6 +132,8 @@ def main() -> None:
     for name in args.algorithms:
         cmd = [sys.executable, __file__, "--child", name, "--shape", args.shape, "--batch", str(args.batch),
                "--threads", str(args.threads), "--rounds", str(args.rounds), "--budget", str(args.budget)]
+        if args.compare_logging:
+            cmd.append("--compare-logging")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy))
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         results[name] = json.loads(lines[-1]) if lines else {"skipped": f"exit {proc.returncode}: {proc.stderr[-300:]}"}
@@ -129,7 +142,7 @@ def main() -> None:
     common.emit({
         "benchmark": "overhead",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "shape": {args.shape: common.SHAPES[args.shape]},
+        "shape": {args.shape: {**common.SHAPES, **common.EXTRA_SHAPES}[args.shape]},
         "batch_episodes": args.batch,
         "machine": info,
         "elapsed_s": round(time.time() - started, 1),

@@ -33,6 +33,8 @@ SHAPES: dict[str, dict[str, int]] = {
 # Only for the memory estimate of bench_data.py (cfcql.md App. D.5 trains on 50,000 episodes of 6h_vs_8z).
 EXTRA_SHAPES: dict[str, dict[str, int]] = {
     "smax_6h_vs_8z": {"n_agents": 6, "obs_dim": 179, "state_dim": 168, "n_actions": 13, "episode_limit": 100},
+    # a small task (lit_omarl.envs bridge): updates of a few ms, where per-step Trainer overhead shows
+    "bridge": {"n_agents": 2, "obs_dim": 8, "state_dim": 8, "n_actions": 5, "episode_limit": 50},
 }
 BENCH_DIR = Path(os.environ.get("LIT_OMARL_BENCH_DIR", "/tmp/lit_omarl_bench"))
 

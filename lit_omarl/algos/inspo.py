@@ -48,16 +48,20 @@ class InSPO(OfflineMARLModule):
 
         max_pi E[ sum_t gamma^t ( r - alpha KL(pi(.|s) || mu(.|s)) + beta H(pi(.|s)) ) ]
 
-    Per update k: the agents are ordered (``update_order``: "random" = a random
-    permutation as Algorithm 1, "fixed" = 0..N-1, "semi_greedy" = the agent
-    with the largest expected improvement max_a A^i first, the rest random;
-    Table 6), then for n = 1..N, i = i_n:
+    Algorithm 1 in iterations of ``iteration_steps`` updates: at the start of
+    an iteration, pi_old (a snapshot of the policies) is taken and the agents
+    are ordered (``update_order``: "random" = a random permutation as
+    Algorithm 1, "fixed" = 0..N-1, "semi_greedy" = the agent with the largest
+    expected improvement max_a A^i first, the rest random; Table 6). Every
+    update of the iteration then runs, for n = 1..N and i = i_n:
 
-    1. Importance resampling (Eq. 14, 15, 23): rho^i = (prod_{j != i} pi^j(a^j|o^j)
-       / mu^{-i}(a^{-i}|s, a^i))^(1/(N-1)) with the CURRENT policies (already
-       updated for i_1..i_{n-1}) and an autoregressive behaviour model mu^{-i}
-       (Eq. 22); the batch is resampled with probabilities proportional to rho^i.
-    2. Local critic (Eq. 24) on the resampled batch D_rho:
+    1. Importance resampling (Eq. 14, 15, 23):
+       rho^i = ((pi_new^{i_{1:n-1}} pi_old^{-i_{1:n}})(a^{-i}|o) / mu^{-i}(a^{-i}|s, a^i))^(1/(N-1)),
+       i.e. the current policies of the agents already updated in this
+       iteration's order (including agent i_{n-1} a moment ago) and pi_old for
+       the agents after i; mu^{-i} is an autoregressive behaviour model (Eq. 22).
+       The batch is resampled with probabilities proportional to rho^i (D_rho).
+    2. Local critic (Eq. 24) on D_rho:
 
            E[(Q^i(s, a^i) - y)^2] + alpha_CQL E[logsumexp_a Q^i(s, a) - Q^i(s, a^i)]
            y = r + gamma (1 - d) [ E_{pi^i}[Qbar^i(s', .)] - alpha KL(pi^i||mu^i)(s') + beta H(pi^i)(s') ]
@@ -69,14 +73,20 @@ class InSPO(OfflineMARLModule):
 
        whose minimiser is pi^i ∝ mu^i exp((Q^i - beta log mu^i)/(alpha + beta)), the QRE policy of Eq. 12.
 
+    With ``iteration_steps=1`` every update is one iteration (pi_old = the
+    policies at the start of the update). Longer iterations let each agent
+    approach its best response to pi_old / pi_new within the iteration, as the
+    exact update of Algorithm 1 does.
+
     Qbar^i is a Polyak-averaged target of Q^i; mu^i is a behaviour-cloning
     policy (Eq. 21) and mu^{-i} the autoregressive model (Eq. 22), both
     pre-trained before the main loop. alpha is fixed or auto-tuned (Eq. 25,
     ``auto_alpha``) towards a per-agent target KL; beta decays exponentially,
     beta_k = beta * beta_decay^k (App. C.4). Switches: ``use_entropy=False`` is
     "InSPO w/o entropy" (beta = 0, Fig. 5a); ``sequential=False`` is "InSPO w/o
-    SPO" (Fig. 5b): all ratios use the policies from before the update, i.e.
-    the agents are updated simultaneously.
+    SPO" (Fig. 5b): every agent's ratio uses pi_old for all the other agents,
+    i.e. the agents are updated simultaneously. ``init_from_behaviour`` starts
+    every policy at the behaviour model (pi_0 = mu).
 
     Networks (App. C.4): one policy network per agent (no parameter sharing,
     which sequential updates need), an MLP (3 layers, 256) for matrix games and
@@ -92,7 +102,8 @@ class InSPO(OfflineMARLModule):
         - Resampling draws, within each minibatch, as many samples as it has
           valid steps (``resampling="resample"``); "weights" uses the
           self-normalised ratios instead (no sampling noise).
-        - One gradient step of critic and policy per agent and update; the
+        - One gradient step of critic and policy per agent and update (an
+          iteration of Algorithm 1 spans ``iteration_steps`` updates); the
           behaviour models are pre-trained for ``behaviour_pretrain_steps``
           updates (MLP or GRU for mu^i as the agent, MLP on the state for mu^{-i}).
         - The critics bootstrap one step (no TD(lambda)); the KL and entropy of
