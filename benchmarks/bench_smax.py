@@ -6,6 +6,7 @@ CPU time (the latter is the figure to compare on a busy shared machine).
 Compile times are cold (JAX's persistent cache is off unless --use-cache).
 
     python benchmarks/bench_smax.py [--map 2s3z] [--gen-envs 256] [--eval-episodes 32] [--use-cache]
+        [--checkpoint runs/qmix_2s3z/final.pt]   # evaluate a trained qmix_online policy (default: random init)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="timed batches per measurement (after one warm-up)")
     p.add_argument("--use-cache", action="store_true", help="keep JAX's persistent compilation cache on")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--checkpoint", help="qmix_online checkpoint to evaluate (default: a randomly initialised GRU policy)")
     a = p.parse_args()
     if not a.use_cache:
         os.environ["LIT_OMARL_JAX_CACHE"] = "off"
@@ -38,6 +40,8 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     from lit_omarl.behaviour.qmix_online import QMIXPolicy
+
+    torch.manual_seed(0)
     from lit_omarl.data.generate import generate_dataset
     from lit_omarl.envs import make
     from lit_omarl.envs.smax import _import_smax
@@ -50,10 +54,11 @@ def main() -> None:
                                  "torch_threads": a.threads, "cpus": os.cpu_count(),
                                  "load_avg_1min": round(os.getloadavg()[0], 2)}
 
-    # batched evaluation: a (randomly initialised) QMIX GRU policy, greedy, 32 episodes in one batch
+    # batched evaluation: a QMIX GRU policy, greedy, 32 episodes in one batch
     env, make_s, _ = _timed(lambda: make(env_id, num_envs=a.eval_episodes, seed=0))
     result["compile_s_eval"] = round(env.compile_seconds, 2)
-    policy = QMIXPolicy(env.spec)
+    policy = QMIXPolicy.load(a.checkpoint) if a.checkpoint else QMIXPolicy(env.spec)
+    result["eval_policy"] = a.checkpoint or "random-init QMIX GRU (greedy)"
     run_episodes(policy, env, deterministic=True, seed=0)  # warm-up
     steps = wall = cpu = 0.0
     for k in range(a.repeats):

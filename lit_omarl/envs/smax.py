@@ -147,7 +147,9 @@ class _Compiled:
 
     env: Any
     reset: Any  # (key u32[2]) -> (obs, state, avail, jax_state)
-    step: Any  # (key u32[2], k i32, jax_state, actions i32[B,N], active bool[B]) -> (obs, state, avail, reward, terminated, won, jax_state)
+    # (key u32[2], k i32, jax_state, actions i32[B, N], active bool[B])
+    #     -> (obs, state, avail, reward, terminated, won, jax_state)
+    step: Any
     compile_seconds: float
 
 
@@ -226,12 +228,14 @@ def _build(map_name: str, attack_mode: str, enemy_shoots: bool, raw_state: bool,
     level = int(os.environ.get("LIT_OMARL_SMAX_XLA_OPT", "1"))
     start = time.perf_counter()
     key = np.zeros(2, dtype=np.uint32)
-    reset = jax.jit(reset_all).lower(key).compile(compiler_options={"xla_backend_optimization_level": 0})  # runs once per batch
+    # reset runs once per batch of episodes: cheapest compile
+    reset = jax.jit(reset_all).lower(key).compile(compiler_options={"xla_backend_optimization_level": 0})
     state = jax.eval_shape(reset_all, key)[3]
     actions = jax.ShapeDtypeStruct((b, len(agents)), jnp.int32)
     active = jax.ShapeDtypeStruct((b,), jnp.bool_)
     k = jax.ShapeDtypeStruct((), jnp.int32)
-    step = jax.jit(step_all).lower(key, k, state, actions, active).compile(compiler_options={"xla_backend_optimization_level": level})
+    lowered = jax.jit(step_all).lower(key, k, state, actions, active)
+    step = lowered.compile(compiler_options={"xla_backend_optimization_level": level})
     return _Compiled(env, reset, step, time.perf_counter() - start)
 
 
