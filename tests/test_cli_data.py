@@ -134,3 +134,11 @@ def test_bad_generate_arguments_fail_clearly(tmp_path, capsys):
 def test_console_script_is_installed():
     res = subprocess.run([sys.executable, "-m", "lit_omarl.cli", "data", "validate", "/nonexistent.h5"], capture_output=True, text=True)
     assert res.returncode != 0 and "/nonexistent.h5" in res.stderr
+
+
+def test_policy_behaviour_errors_name_the_checkpoint(tmp_path, capsys):
+    out = str(tmp_path / "p.h5")
+    assert main(["data", "generate", "--env", "matrix/xor", "--behaviour", "policy:/nonexistent.pt", "--episodes", "2", "--seed", "0", "--out", out]) != 0
+    assert "/nonexistent.pt" in capsys.readouterr().err
+    assert main(["data", "generate", "--env", "matrix/xor", "--behaviour", "policy:", "--episodes", "2", "--seed", "0", "--out", out]) != 0
+    assert "policy:<checkpoint path>" in capsys.readouterr().err

@@ -362,7 +362,11 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         if len(parts) < 2 or any(not p.strip() for p in parts):
             raise BehaviourError(full, "mix: expects at least two '|'-separated specifications")
         return Mix(t, spec, [parse_behaviour(p, spec, _top=False, _full=full) for p in parts])
-    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix or filter")
+    if head == "policy":  # a trained checkpoint acting greedily, e.g. policy:lit_omarl/assets/behaviour/smax_2s3z/expert.pt
+        from lit_omarl.behaviour import policy_behaviour
+
+        return policy_behaviour(t, spec)
+    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix, filter or policy")
 
 
 # ----------------------------------------------------------------- generation
