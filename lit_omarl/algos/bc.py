@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
-from lit_omarl.algos.losses import NEG_INF
+from lit_omarl.algos.losses import policy_actions
 
 
 @register_algorithm("bc")
@@ -52,7 +52,4 @@ class BC(OfflineMARLModule):
         return self.policy.step(inputs, h)
 
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        logits = out.masked_fill(~avail, NEG_INF)
-        if deterministic:
-            return logits.argmax(-1)
-        return torch.distributions.Categorical(logits=logits).sample()
+        return policy_actions(out, avail, deterministic)

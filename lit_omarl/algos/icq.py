@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
-from lit_omarl.algos.losses import NEG_INF, ensure_some_available, masked_log_softmax, masked_mean
+from lit_omarl.algos.losses import ensure_some_available, masked_log_softmax, masked_mean, policy_actions
 from lit_omarl.algos.losses.icq import ActorWeighting, icq_actor_loss, icq_critic_targets
 from lit_omarl.nets.critics import StateObsCritic, make_linear_mixer, state_obs_id_inputs
 
@@ -139,10 +139,7 @@ class ICQ(OfflineMARLModule):
         return self.actor.step(inputs, h)
 
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        logits = out.masked_fill(~avail, NEG_INF)
-        if deterministic:
-            return logits.argmax(-1)
-        return torch.distributions.Categorical(logits=logits).sample()
+        return policy_actions(out, avail, deterministic)
 
     # ---- training --------------------------------------------------------------
     @staticmethod

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
-from lit_omarl.algos.losses import NEG_INF, ensure_some_available, masked_log_softmax, masked_mean, td_lambda_targets
+from lit_omarl.algos.losses import ensure_some_available, masked_log_softmax, masked_mean, policy_actions, td_lambda_targets
 from lit_omarl.algos.losses.omar import (
     bootstrap_values,
     independent_cql_loss,
@@ -155,10 +155,7 @@ class OMAR(OfflineMARLModule):
         return self.policy.step(inputs, h)
 
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        logits = out.masked_fill(~avail, NEG_INF)
-        if deterministic:
-            return logits.argmax(-1)
-        return torch.distributions.Categorical(logits=logits).sample()
+        return policy_actions(out, avail, deterministic)
 
     # ---- the search's random stream (checkpointed) ----------------------------
     def _search_generator(self, device: torch.device) -> torch.Generator:

@@ -311,3 +311,11 @@ def bc_nll(logits: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor, mas
     """
     logp = masked_log_softmax(logits, avail).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     return masked_mean(-logp, mask.unsqueeze(-1))
+
+
+def policy_actions(logits: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    """Greedy (argmax) or sampled actions of categorical policies restricted to available actions."""
+    logits = logits.masked_fill(~avail, NEG_INF)
+    if deterministic:
+        return logits.argmax(-1)
+    return torch.distributions.Categorical(logits=logits).sample()

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lit_omarl.algos.losses import NEG_INF, masked_log_softmax, masked_mean
+from lit_omarl.algos.losses import NEG_INF, masked_log_softmax, masked_mean, policy_actions  # noqa: F401 (re-exported)
 
 # Largest weight of advantage-weighted regression (IQL / AWAC reference code: 100).
 AWR_MAX_WEIGHT = 100.0
@@ -96,14 +96,6 @@ def weighted_nll(log_probs: torch.Tensor, weights: torch.Tensor, mask: torch.Ten
     if weights.dim() == log_probs.dim() - 1:
         weights = weights.unsqueeze(-1)
     return masked_mean(-weights.detach() * log_probs, mask.unsqueeze(-1))
-
-
-def policy_actions(logits: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
-    """Greedy (argmax) or sampled actions of categorical policies restricted to available actions."""
-    logits = logits.masked_fill(~avail, NEG_INF)
-    if deterministic:
-        return logits.argmax(-1)
-    return torch.distributions.Categorical(logits=logits).sample()
 
 
 def secondary_step(module: Any, index: int, loss: torch.Tensor, net: torch.nn.Module, clip_norm: float) -> None:
