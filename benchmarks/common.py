@@ -80,9 +80,17 @@ def machine_info() -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
+    """Peak resident memory of this process so far (MB).
+
+    Linux: VmHWM of /proc/self/status (ru_maxrss would also count the parent's
+    memory at fork time, which survives exec in the child's maximum).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
 
 
 def current_rss_mb() -> float:

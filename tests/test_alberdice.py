@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from lit_omarl.algos import AlberDICE
-from lit_omarl.algos.losses.alberdice import dice_nu_loss, dice_residual, e_network_loss, i_projection_loss
+from lit_omarl.algos.losses.alberdice import (
+    absorbing_mass,
+    absorbing_value,
+    dice_nu_loss,
+    dice_residual,
+    e_network_loss,
+    i_projection_loss,
+)
 from lit_omarl.spec import EnvSpec
 
 
@@ -19,7 +26,10 @@ def test_dice_residual_by_hand():
     expected = [r[k] - alpha * kl[k] + gamma * (1 - d[k]) * nu_next[k] - nu[k] for k in range(2)]
     got = dice_residual(*(torch.tensor([x]) for x in (r, d, nu, nu_next, kl)), alpha, gamma)
     assert got[0].tolist() == pytest.approx(expected, rel=1e-5)
-    assert got[0, 1].item() == pytest.approx(-0.5 - 0.2 - 2.0)  # terminal: no bootstrap
+    assert got[0, 1].item() == pytest.approx(-0.5 - 0.2 - 2.0)  # terminal: no bootstrap from s'
+    with_abs = dice_residual(*(torch.tensor([x]) for x in (r, d, nu, nu_next, kl)), alpha, gamma, nu_absorbing=3.0)
+    assert with_abs[0, 1].item() == pytest.approx(-0.5 - 0.2 + 0.9 * 3.0 - 2.0, abs=1e-5)  # ... but from nu_abs
+    assert with_abs[0, 0].item() == pytest.approx(expected[0])
 
 
 def test_dice_nu_loss_by_hand():
@@ -36,6 +46,36 @@ def test_dice_nu_loss_by_hand():
     # d/de_k = w_k exp(e_k/alpha) / sum_l w_l exp(e_l/alpha): a softmax, 0 for the undrawn sample
     z = [wk[0] * math.exp(ek[0] / alpha) for wk, ek in zip(w, e)]
     assert e_t.grad[:, 0].tolist() == pytest.approx([x / sum(z) for x in z], abs=1e-6)
+
+
+def test_absorbing_mass_and_value_by_hand():
+    terminated = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the last (terminal) step is padding
+    assert absorbing_mass(terminated, mask, 4.0) == pytest.approx(8 / 11)  # 2 terminal steps x 4 / (3 + 8)
+    assert absorbing_mass(terminated, mask, 0.0) == 0.0
+
+    # nu_abs minimises L(v) = log[(1-p) sum_k w_k exp(e_k(v)/alpha) + p exp(-(1-gamma) v/alpha)]
+    b = [0.3, -0.4, 1.0]  # residuals without the gamma * nu_abs term; steps 0 and 2 are terminal
+    term, w = [1.0, 0.0, 1.0], [0.2, 0.5, 0.3]
+    alpha, gamma, p = 0.5, 0.9, 0.4
+    s_t = sum(wk * math.exp(bk / alpha) for wk, bk, tk in zip(w, b, term) if tk)
+    expected = alpha * (math.log(p * (1 - gamma)) - math.log((1 - p) * gamma) - math.log(s_t))
+    got = absorbing_value(torch.tensor([b]), torch.tensor([term]), torch.tensor([w]), p, alpha, gamma).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+
+    def dual(v):
+        e = [bk + (gamma * v if tk else 0.0) for bk, tk in zip(b, term)]
+        z = (1 - p) * sum(wk * math.exp(ek / alpha) for wk, ek in zip(w, e)) + p * math.exp(-(1 - gamma) * v / alpha)
+        return alpha * math.log(z)
+
+    assert dual(got) < dual(got + 0.05) and dual(got) < dual(got - 0.05)
+    # the loss function agrees with the hand-written dual at nu_abs (ratio 1, no initial-state term)
+    e = torch.tensor([[bk + (gamma * got if tk else 0.0) for bk, tk in zip(b, term)]])
+    loss = dice_nu_loss(e, torch.tensor([w]), 1.0, torch.zeros(1), alpha, gamma, p_abs=p, nu_absorbing=got)
+    assert loss.item() == pytest.approx(dual(got), rel=1e-5)
+    # no terminal step or no absorbing mass: 0
+    assert absorbing_value(torch.tensor([b]), torch.zeros(1, 3), torch.tensor([w]), p, alpha, gamma).item() == 0.0
+    assert absorbing_value(torch.tensor([b]), torch.tensor([term]), torch.tensor([w]), 0.0, alpha, gamma).item() == 0.0
 
 
 def test_e_network_loss_by_hand():

@@ -37,6 +37,15 @@ from lit_omarl.nets.autoregressive import AutoregressiveBehaviour, SeparateAgent
 class AlberDICE(OfflineMARLModule):
     """AlberDICE with the KL divergence (the official code's setting).
 
+    Agent i's problem with pi^{-i} fixed (paper, Sec. 4): maximise
+    E_{d^pi}[r] - alpha KL(d^{pi^i, pi^{-i}}(s, a^i, a^{-i}) || d^D(s, a^i, a^{-i})),
+    a single-agent OptiDICE problem whose reward carries the other agents'
+    log-ratio; its dual over nu_i(s) is solved on data resampled towards
+    pi^{-i}, and the optimal correction w_i = softmax(e_i / alpha) is turned
+    into agent i's policy by an I-projection (out-of-sample: it evaluates
+    e_i at every action, which InSPO points out). Alternating these best
+    responses gives a Nash policy of the regularised game.
+
     For each update and each agent i in turn (order 0..N-1, or random):
 
     1. Ratio of the others (product, clipped at ``max_ratio``):
@@ -77,7 +86,8 @@ class AlberDICE(OfflineMARLModule):
           for terminating episodes. The initial-state term uses every dataset
           state, as the code does.
         - The others' KL evaluates the autoregressive model at the sampled
-          joint action (the code evaluates it at the dataset action).
+          joint action (the code reads the probabilities of the sampled actions
+          from the model conditioned on the dataset actions).
         - Resampling draws as many samples as the batch has valid steps.
         - Evaluation samples from the policies (the code's Bridge setting).
 
