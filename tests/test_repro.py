@@ -21,7 +21,7 @@ if str(TESTS_DIR) not in sys.path:  # spawned workers inherit sys.path and impor
 from _fake_runs import make_table  # noqa: E402
 
 from lit_omarl.repro import PaperNumbers, Profile, RunSpec, main, plot_curves, reproduce, stats  # noqa: E402
-from lit_omarl.repro.runner import RESULT_FILE, expand_grid, select  # noqa: E402
+from lit_omarl.repro.runner import RESULT_FILE, expand_grid, select, worker_threads  # noqa: E402
 
 N_RUNS = 18  # 2 rows x 3 algorithms x 3 seeds
 
@@ -326,3 +326,19 @@ def test_ray_engine_with_a_fake_ray(tmp_path, monkeypatch):
 def test_plot_curves_writes_a_png(tmp_path):
     path = plot_curves({"A": (np.arange(5), np.arange(5) ** 2), "B": ([0, 4], [1, 2])}, tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_worker_threads_respects_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert worker_threads(1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_threads(4) == 3
+
+
+def test_worker_threads_default_splits_cpus(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert worker_threads(2) == 4
+    assert worker_threads(16) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "")  # empty: ignored
+    assert worker_threads(4) == 2

@@ -266,16 +266,26 @@ def _new_pool(workers: int, threads: int) -> ProcessPoolExecutor:
                                initializer=_init_worker, initargs=(threads, os.getpid()))
 
 
+def worker_threads(workers: int) -> int:
+    """Threads per worker: the caller's ``OMP_NUM_THREADS`` if set, else ``cpus // workers``."""
+    requested = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if requested.isdigit() and int(requested) > 0:
+        return int(requested)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def run_local(
     pending: Sequence[RunSpec], run_fn: str, metric: str, runs_dir: Path, workers: int
 ) -> Iterator[RunOutcome]:
     """Run in a 'spawn' process pool of ``workers`` processes, each with ``cpus // workers`` threads.
 
-    At most ``workers`` runs are submitted at a time, so when a worker dies
+    An ``OMP_NUM_THREADS`` set by the caller wins (a shared machine: with more
+    threads than free cores, OpenMP's spinning threads slow small networks
+    down by an order of magnitude). At most ``workers`` runs are submitted at a time, so when a worker dies
     (out of memory, killed) only the runs in flight are marked failed and a
     fresh pool carries on with the rest.
     """
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     queue = deque(pending)
     in_flight: dict[Future, RunSpec] = {}
     executor: ProcessPoolExecutor | None = None

@@ -108,9 +108,12 @@ def run_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_om
 
     The profile's budget maps onto trainer/model/data keys (``BUDGET_KEYS``); the
     cell's overrides are model hyper-parameters (``cql_alpha``...) unless they
-    already name a dotted CLI key (``data.batch_size``).
+    already name a dotted CLI key (``data.batch_size``). The special override
+    ``config_algorithm`` names the config directory of an ablation column
+    (``"InSPO w/o entropy"`` -> ``{"config_algorithm": "inspo", "use_entropy": False}``).
     """
-    config = cell_config(run.task, run.dataset, run.algorithm)
+    cell_overrides = dict(run.overrides)
+    config = cell_config(run.task, run.dataset, str(cell_overrides.pop("config_algorithm", run.algorithm)))
     overrides: dict[str, Any] = {}
     for key, value in run.budget.items():
         if key not in BUDGET_KEYS:
@@ -118,6 +121,6 @@ def run_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_om
         if key == "behaviour_pretrain_steps" and not _model_accepts(config, key):
             continue
         overrides[BUDGET_KEYS[key]] = value
-    for key, value in run.overrides.items():
+    for key, value in cell_overrides.items():
         overrides[key if "." in key else f"model.init_args.{key}"] = value
     return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
