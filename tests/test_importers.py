@@ -400,7 +400,7 @@ def test_refuses_to_overwrite(tmp_path):
 
 
 def test_import_dataset_arguments(tmp_path):
-    assert set(IMPORTERS) == {"pymarl-npy", "cfcql-h5"}
+    assert set(IMPORTERS) == {"pymarl-npy", "cfcql-h5", "omar-npy"}
     with pytest.raises(ValueError, match="unknown import format"):
         import_dataset("d4rl", tmp_path, "x", tmp_path / "o.h5")
     with pytest.raises(ValueError, match="env id"):

@@ -19,6 +19,16 @@ episode limit):
 Trailing singleton dimensions (``actions``, ``reward``, ``terminated``,
 ``filled``) may be present or absent.
 
+A third, transition-major layout has its own converter (see its docstring):
+
+``omar-npy`` (:func:`import_omar_npy`)
+    An OMAR folder ``<env>/<quality>/seed_<k>_data`` of flat per-agent
+    transitions ``obs_<i>``, ``acs_<i>``, ``rews_<i>``, ``next_obs_<i>``,
+    ``dones_<i>`` (+ ``states_<i>``, ``next_states_<i>``) ``.npy``
+    (continuous actions; MPE and MaMuJoCo HalfCheetah); episodes are
+    recovered from ``dones``, the episode limit and the continuity of
+    ``next_obs`` / ``obs``.
+
 Conversion convention (the one of the pymarl / CFCQL learners)
 ---------------------------------------------------------------
 pymarl's ``filled`` marks ``L + 1`` slots of an episode of ``L`` steps: slots
@@ -80,6 +90,7 @@ __all__ = [
     "IMPORTERS",
     "import_cfcql_h5",
     "import_dataset",
+    "import_omar_npy",
     "import_pymarl_npy",
     "guess_quality",
 ]
@@ -744,10 +755,402 @@ def _is_hdf5(path: Path) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------
+# OMAR .npy transition folders (omar-npy)
+# --------------------------------------------------------------------------
+#: OMAR's env names (the ``<env>`` folder of ``<env>/<quality>/seed_<k>_data``)
+#: -> our env id and the options of OMAR's setting.
+OMAR_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
+    "simple_spread": ("mpe/simple_spread", {}),
+    "simple_tag": ("mpe/simple_tag", {}),
+    "simple_world": ("mpe/simple_world_comm", {}),
+    "HalfCheetah-v2": ("mamujoco/HalfCheetah-2x3", {"agent_obsk": 0}),
+}
+#: Per-agent files of an OMAR folder (``<field>_<i>.npy``) and the optional state pair.
+OMAR_FIELDS = ("obs", "acs", "rews", "next_obs", "dones")
+OMAR_STATE_FIELDS = ("states", "next_states")
+_OMAR_DEFAULT_LIMIT = {"mpe": 25, "mamujoco": 1000}
+
+
+class _OmarFolder:
+    """Memory-mapped per-agent arrays of an OMAR folder, with shape checks; errors name file and key."""
+
+    def __init__(self, folder: Path) -> None:
+        self.root = folder
+        hint = ("an OMAR dataset folder (<env>/<quality>/seed_<k>_data) holds, per agent i, obs_<i>.npy, "
+                "acs_<i>.npy, rews_<i>.npy, next_obs_<i>.npy, dones_<i>.npy (+ states_<i>.npy, next_states_<i>.npy)")
+        if not (folder / "obs_0.npy").exists():
+            raise DatasetError(str(folder / "obs_0.npy"), "obs_0", f"required file is missing: {hint}")
+        k = 0
+        while (folder / f"obs_{k}.npy").exists():
+            k += 1
+        self.n_agents = k
+        stray = sorted(p.name for p in folder.glob("*_*.npy") if self._agent_of(p.name) is not None
+                       and self._agent_of(p.name) >= k)
+        if stray:
+            raise DatasetError(str(folder / f"obs_{k}.npy"), f"obs_{k}",
+                               f"required file is missing, but files of agent(s) >= {k} exist ({', '.join(stray[:4])})")
+        with_state = [(folder / f"states_{i}.npy").exists() for i in range(k)]
+        self.has_state = all(with_state)
+        if any(with_state) and not self.has_state:
+            i = with_state.index(False)
+            raise DatasetError(str(folder / f"states_{i}.npy"), f"states_{i}", "missing while other agents have states_<i>.npy")
+        fields = OMAR_FIELDS + (OMAR_STATE_FIELDS if self.has_state else ())
+        self.arrays: dict[str, np.ndarray] = {}
+        for i in range(k):
+            for field in fields:
+                key = f"{field}_{i}"
+                file = folder / f"{key}.npy"
+                if not file.exists():
+                    raise DatasetError(str(file), key, f"required file is missing: {hint}")
+                try:
+                    array = np.load(file, mmap_mode="r", allow_pickle=False)
+                except Exception as exc:  # noqa: BLE001 - any failure means "not a usable .npy"
+                    raise DatasetError(str(file), key, f"not a readable .npy array ({type(exc).__name__}: {exc})") from exc
+                if not isinstance(array, np.ndarray):
+                    raise DatasetError(str(file), key, "expected a single .npy array, found an .npz archive")
+                if array.dtype.kind not in "fiub":
+                    raise DatasetError(str(file), key, f"expected numbers, got dtype {array.dtype}")
+                self.arrays[key] = array
+        self.M = int(self.arrays["obs_0"].shape[0]) if self.arrays["obs_0"].ndim else 0
+        for key, array in self.arrays.items():
+            field = key.rsplit("_", 1)[0]
+            if field in ("rews", "dones"):
+                ok = array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)
+                want = "[M] or [M, 1]"
+            else:
+                ok = array.ndim == 2 and array.shape[1] >= 1
+                want = "[M, dim]"
+            if not ok:
+                raise self.error(key, f"expected shape {want}, got {array.shape}")
+            if array.shape[0] != self.M:
+                raise self.error(key, f"holds {array.shape[0]} transitions but obs_0.npy holds {self.M}")
+        if self.M < 1:
+            raise self.error("obs_0", "holds no transitions")
+        for i in range(k):
+            if self.arrays[f"next_obs_{i}"].shape != self.arrays[f"obs_{i}"].shape:
+                raise self.error(f"next_obs_{i}", f"shape {self.arrays[f'next_obs_{i}'].shape} differs from obs_{i}.npy "
+                                                  f"{self.arrays[f'obs_{i}'].shape}")
+            if self.has_state and self.arrays[f"states_{i}"].shape != self.arrays["states_0"].shape:
+                raise self.error(f"states_{i}", f"shape {self.arrays[f'states_{i}'].shape} differs from states_0.npy")
+            if self.has_state and self.arrays[f"next_states_{i}"].shape != self.arrays["states_0"].shape:
+                raise self.error(f"next_states_{i}", f"shape {self.arrays[f'next_states_{i}'].shape} differs from states_0.npy")
+        self.obs_dims = tuple(int(self.arrays[f"obs_{i}"].shape[1]) for i in range(k))
+        self.act_dims = tuple(int(self.arrays[f"acs_{i}"].shape[1]) for i in range(k))
+
+    @staticmethod
+    def _agent_of(name: str) -> int | None:
+        stem, _, index = name[:-4].rpartition("_")
+        return int(index) if stem in OMAR_FIELDS + OMAR_STATE_FIELDS and index.isdigit() else None
+
+    def error(self, key: str, problem: str) -> DatasetError:
+        return DatasetError(str(self.root / f"{key}.npy"), key, problem)
+
+    def get(self, key: str) -> np.ndarray:
+        array = np.asarray(self.arrays[key], dtype=np.float64)
+        return array.reshape(self.M, -1)
+
+
+def _omar_env(folder: Path) -> tuple[str, dict[str, Any]] | None:
+    """(env id, options) from ``.../<env>/<quality>/seed_<k>_data`` (None if the path does not say)."""
+    for part in (folder.parent.parent.name, folder.parent.name, folder.name):
+        if part in OMAR_ENVS:
+            env_id, options = OMAR_ENVS[part]
+            return env_id, dict(options)
+    return None
+
+
+def _omar_registry(env_id: str, options: Mapping[str, Any]) -> tuple[EnvSpec | None, dict[str, Any], str]:
+    """The registered env's spec and per-agent sizes (best effort, like :func:`_registry_spec`)."""
+    try:
+        from lit_omarl.envs import make
+    except Exception as exc:  # noqa: BLE001
+        return None, {}, f"skipped (no environment registry: {type(exc).__name__})"
+    try:
+        env = make(env_id, num_envs=1, seed=0, **dict(options))
+    except Exception as exc:  # noqa: BLE001 - unknown id, missing optional dependency, ...
+        return None, {}, f"skipped (cannot build {env_id!r}: {type(exc).__name__}: {exc})"
+    extra = {k: tuple(getattr(env, k)) for k in ("agent_obs_dims", "agent_action_dims") if hasattr(env, k)}
+    spec = getattr(env, "spec", None)
+    close = getattr(env, "close", None)
+    if callable(close):
+        close()
+    if not isinstance(spec, EnvSpec):
+        return None, {}, f"skipped ({env_id!r} has no EnvSpec)"
+    return spec, extra, "ok"
+
+
+def _omar_segments(src: _OmarFolder, n: int, T: int, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Episode starts, lengths and 'ended by done' flags of the flat transition stream, and the
+    number of episodes (not counting the last) that end early without ``dones``.
+
+    An episode ends after transition t when a learner's ``dones[t]`` is set, when
+    it reaches T transitions, or (``split="auto"``) when the stream is not
+    continuous: some agent's ``next_obs[t]`` differs from its ``obs[t+1]``.
+    With ``split="auto"``, a stream that stays continuous past T transitions is an error.
+    """
+    M = src.M
+    done = np.zeros(M, dtype=bool)
+    for i in range(n):
+        done |= src.get(f"dones_{i}")[:, 0] != 0
+    end = done.copy()
+    end[-1] = True
+    if split == "auto" and M > 1:
+        cont = np.ones(M - 1, dtype=bool)
+        for i in range(src.n_agents):
+            nxt, nob = src.get(f"next_obs_{i}")[:-1], src.get(f"obs_{i}")[1:]
+            cont &= (np.abs(nxt - nob) <= 1e-6 * (1.0 + np.abs(nob))).all(axis=1)
+        end[:-1] |= ~cont
+    ends = np.nonzero(end)[0]
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if split == "auto" and (lengths > T).any():
+        e = int(np.nonzero(lengths > T)[0][0])
+        t = int(starts[e] + T - 1)
+        raise src.error("next_obs_0", f"the transition stream stays continuous past episode_limit={T} at transition {t} "
+                                      f"(next_obs[{t}] == obs[{t + 1}] for every agent): the data have longer episodes "
+                                      f"than the env (wrong env or episode_limit?)")
+    # cut natural segments into pieces of at most T transitions (split="fixed")
+    pieces = -(-lengths // T)
+    seg = np.repeat(np.arange(len(starts)), pieces)
+    k = np.arange(len(seg)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    ep_starts = starts[seg] + k * T
+    ep_lengths = np.minimum(T, lengths[seg] - k * T)
+    ep_done = done[ep_starts + ep_lengths - 1]
+    short = (ep_lengths < T) & ~ep_done
+    short[-1] = False  # the stream may stop mid-episode
+    return ep_starts, ep_lengths, ep_done, int(short.sum())
+
+
+def import_omar_npy(
+    src_dir: str | os.PathLike,
+    spec_or_env_id: EnvSpec | Mapping[str, Any] | str | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    env_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    quality: str | None = None,
+    check_env: bool = True,
+    n_agents: int | None = None,
+    team_reward: str | None = None,
+    split: str = "auto",
+    clip_actions: bool = False,
+    allow_short_episodes: bool = False,
+    clear_terminated_at_limit: bool = False,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Import an OMAR dataset folder ``<env>/<quality>/seed_<k>_data`` (continuous actions).
+
+    Layout (REFERENCE.md; OMAR's ``ReplayBuffer.load_batch_data``): flat
+    transitions, one set of files per agent ``i`` (all agents of the env, the
+    prey of tag / world included, predators first): ``obs_<i>.npy`` [M, O_i],
+    ``acs_<i>.npy`` [M, A_i], ``rews_<i>.npy`` [M], ``next_obs_<i>.npy``
+    [M, O_i], ``dones_<i>.npy`` [M]; HalfCheetah also ``states_<i>.npy`` /
+    ``next_states_<i>.npy`` [M, S] (the same state copied per agent). No
+    episode boundaries are stored (and MPE ``dones`` are all 0).
+
+    Conversion:
+
+    * Learning agents: the first ``spec.n_agents`` agents (from the spec, the
+      registered env, ``n_agents``, or all agents); the others (prey) are
+      only used for the MPE state.
+    * Episodes: split where a learner's ``dones`` is set (terminated), after
+      ``episode_limit`` transitions (truncated), and (``split="auto"``) where
+      the stream is discontinuous, i.e. some agent's ``next_obs[t]`` differs
+      from its ``obs[t+1]``. ``split="fixed"`` ignores continuity. A
+      discontinuity before the limit without ``dones`` is an error unless
+      ``allow_short_episodes`` (it suggests a wrong layout or interleaved
+      parallel rollouts); the last episode of the stream may be short.
+      Continuity across the limit is an error (longer episodes than the env).
+    * obs / state at 0..L-1 from ``obs`` / ``states``, slot L from the last
+      ``next_obs`` / ``next_states``. Without state files (MPE) the state is
+      the concatenation of all agents' observations, prey included (mpe2's
+      ``state()``). Observations and actions are zero-padded to the largest
+      agent; per-agent sizes are checked against the registered env.
+    * reward: the team reward of the env's ``team_reward`` option ("mean"
+      over the learners by default, or "first"); the learners' rewards are
+      kept in ``agent_reward``.
+    * Actions outside [action_low, action_high] are an error naming the file,
+      transition and value, unless ``clip_actions`` (count in ``n_actions_clipped``).
+
+    ``spec_or_env_id`` defaults to the env of the folder path (``simple_spread``
+    -> ``mpe/simple_spread``, ``simple_tag`` -> ``mpe/simple_tag``,
+    ``simple_world`` -> ``mpe/simple_world_comm``, ``HalfCheetah-v2`` ->
+    ``mamujoco/HalfCheetah-2x3`` with ``agent_obsk=0``). OMAR's MPE fork
+    differs from mpe2 (REFERENCE.md, ``envs/mpe.py``), so the sizes may agree
+    while the reward scales do not. ``quality`` defaults to the ``<quality>``
+    folder (``medium-replay`` -> ``medium_replay``). Other arguments as in
+    :func:`import_pymarl_npy`.
+    """
+    _check_out(out, overwrite)
+    folder = Path(src_dir).resolve()
+    if not folder.exists():
+        raise DatasetError(str(folder), FILE_KEY, "source folder does not exist")
+    if not folder.is_dir():
+        raise DatasetError(str(folder), FILE_KEY, "expected an OMAR dataset folder of .npy files, got a file")
+    if split not in ("auto", "fixed"):
+        raise ValueError(f"omar-npy: split must be 'auto' or 'fixed', got {split!r}")
+    src = _OmarFolder(folder)
+
+    # ---- spec
+    options = dict(env_options or {})
+    extra: dict[str, Any] = {}
+    if isinstance(spec_or_env_id, (EnvSpec, Mapping)):
+        spec = EnvSpec.from_dict(spec_or_env_id)
+        if env_options is not None:
+            spec = replace(spec, env_options=options)
+        env_check = "skipped (spec given)"
+    else:
+        if spec_or_env_id is None:
+            derived = _omar_env(folder)
+            if derived is None:
+                raise ValueError(f"{folder}: cannot derive the env from the path (expected <env>/<quality>/seed_<k>_data "
+                                 f"with <env> one of {', '.join(OMAR_ENVS)}); pass an env id")
+            env_id, default_options = derived
+            options = {**default_options, **options}
+        else:
+            env_id = str(spec_or_env_id)
+        spec, env_check = None, "skipped (disabled)"
+        if check_env:
+            spec, extra, env_check = _omar_registry(env_id, options)
+        if spec is None:
+            family = env_id.partition("/")[0]
+            limit = options.get("episode_limit", _OMAR_DEFAULT_LIMIT.get(family))
+            if limit is None:
+                raise ValueError(f"{folder}: the episode limit of {env_id!r} is unknown; pass env_options={{'episode_limit': T}}")
+            n = int(n_agents) if n_agents is not None else src.n_agents
+            n = min(n, src.n_agents)
+            state_dim = int(src.arrays["states_0"].shape[1]) if src.has_state else sum(src.obs_dims)
+            spec = EnvSpec(env_id=env_id, n_agents=n, obs_dim=max(src.obs_dims[:n]), state_dim=state_dim,
+                           n_actions=max(src.act_dims[:n]), action_type="continuous", episode_limit=int(limit),
+                           env_options=options)
+        elif env_options is not None or spec_or_env_id is None:
+            spec = replace(spec, env_options={**spec.env_options, **options})
+    if spec.discrete:
+        raise src.error("acs_0", f"{spec.env_id!r} has discrete actions; OMAR data are continuous")
+    N, T = spec.n_agents, spec.episode_limit
+    if n_agents is not None and int(n_agents) != N:
+        raise ValueError(f"{folder}: n_agents={n_agents} disagrees with the {N} learning agents of {spec.env_id!r}")
+    if src.n_agents < N:
+        raise src.error(f"obs_{src.n_agents}", f"required file is missing: {spec.env_id!r} has {N} learning agents, "
+                                                f"the folder holds files of {src.n_agents}")
+    want_obs = extra.get("agent_obs_dims")
+    want_act = extra.get("agent_action_dims")
+    for i in range(N):
+        o, a = src.obs_dims[i], src.act_dims[i]
+        if (want_obs and o != want_obs[i]) or o > spec.obs_dim:
+            raise src.error(f"obs_{i}", f"agent {i} observes {o} features but {spec.env_id!r} gives it "
+                                        f"{want_obs[i] if want_obs else f'at most {spec.obs_dim}'}")
+        if (want_act and a != want_act[i]) or a > spec.n_actions:
+            raise src.error(f"acs_{i}", f"agent {i} has {a} action entries but {spec.env_id!r} gives it "
+                                        f"{want_act[i] if want_act else f'at most {spec.n_actions}'}")
+    if src.has_state:
+        s_dim, state_source = int(src.arrays["states_0"].shape[1]), "states_<i>.npy (agent 0's copy)"
+        if s_dim != spec.state_dim:
+            raise src.error("states_0", f"state size {s_dim} but {spec.env_id!r} has state_dim {spec.state_dim}")
+    else:
+        s_dim = sum(src.obs_dims)
+        state_source = f"concatenated obs_0..obs_{src.n_agents - 1} (all agents)"
+        if s_dim != spec.state_dim:
+            raise src.error(f"obs_{src.n_agents - 1}", f"without states_<i>.npy the state is the concatenation of all "
+                            f"{src.n_agents} agents' observations ({'+'.join(map(str, src.obs_dims))} = {s_dim}), "
+                            f"but {spec.env_id!r} has state_dim {spec.state_dim}")
+    mode = team_reward or spec.env_options.get("team_reward", "mean")
+    if mode not in ("mean", "first"):
+        raise ValueError(f"omar-npy: team_reward must be 'mean' or 'first', got {mode!r}")
+
+    # ---- values: finite, actions in bounds
+    for key in src.arrays:
+        if key.startswith("acs_") and int(key[4:]) >= N:
+            continue
+        data = src.get(key)
+        bad = ~np.isfinite(data)
+        if bad.any():
+            m, d = (int(v) for v in np.argwhere(bad)[0])
+            raise src.error(key, f"non-finite value {data[m, d]} at transition {m}, entry {d}")
+    n_clipped = 0
+    for i in range(N):
+        acs = src.get(f"acs_{i}")
+        out_b = (acs < spec.action_low) | (acs > spec.action_high)
+        if out_b.any():
+            if not clip_actions:
+                m, d = (int(v) for v in np.argwhere(out_b)[0])
+                raise src.error(f"acs_{i}", f"action {acs[m, d]:.6g} at transition {m}, entry {d} is outside "
+                                            f"[{spec.action_low}, {spec.action_high}] ({int(out_b.sum())} entries; "
+                                            f"pass clip_actions=True to clip them)")
+            n_clipped += int(out_b.sum())
+
+    # ---- episodes
+    starts, lengths, ended_by_done, n_short = _omar_segments(src, N, T, split)
+    if n_short and not allow_short_episodes:
+        e = int(np.nonzero((lengths < T) & ~ended_by_done)[0][0])
+        t = int(starts[e] + lengths[e] - 1)
+        raise src.error("next_obs_0", f"{n_short} episode(s) end before episode_limit={T} without dones: the stream "
+                                      f"is discontinuous (next_obs[{t}] != obs[{t + 1}] for some agent); wrong layout, "
+                                      f"interleaved parallel rollouts or a different episode limit? "
+                                      f"(allow_short_episodes=True keeps them as truncated episodes)")
+    E = len(starts)
+    step = np.arange(T)[None, :]
+    valid = step < lengths[:, None]  # [E, T]
+    idx = np.where(valid, starts[:, None] + step, 0)  # transition of each (episode, step)
+    last = starts + lengths - 1
+    O, A, S = spec.obs_dim, spec.n_actions, spec.state_dim
+
+    def episodes(key: str, next_key: str, width: int) -> np.ndarray:
+        cur, nxt = src.get(key), src.get(next_key)
+        out_arr = np.zeros((E, T + 1, width), np.float32)
+        out_arr[:, :T, : cur.shape[1]] = np.where(valid[..., None], cur[idx], 0.0)
+        out_arr[np.arange(E), lengths, : cur.shape[1]] = nxt[last]
+        return out_arr
+
+    arrays: dict[str, np.ndarray] = {
+        "obs": np.stack([episodes(f"obs_{i}", f"next_obs_{i}", O) for i in range(N)], axis=2),
+        "actions": np.zeros((E, T, N, A), np.float32),
+        "agent_reward": np.zeros((E, T, N), np.float32),
+        "terminated": np.zeros((E, T), np.uint8),
+        "filled": valid.astype(np.uint8),
+    }
+    if src.has_state:
+        arrays["state"] = episodes("states_0", "next_states_0", S)
+    else:
+        arrays["state"] = np.concatenate([episodes(f"obs_{i}", f"next_obs_{i}", d) for i, d in enumerate(src.obs_dims)], axis=-1)
+    for i in range(N):
+        acs = np.clip(src.get(f"acs_{i}"), spec.action_low, spec.action_high)
+        arrays["actions"][:, :, i, : acs.shape[1]] = np.where(valid[..., None], acs[idx], 0.0)
+        arrays["agent_reward"][:, :, i] = np.where(valid, src.get(f"rews_{i}")[:, 0][idx], 0.0)
+    team = arrays["agent_reward"].mean(axis=-1) if mode == "mean" else arrays["agent_reward"][:, :, 0]
+    arrays["reward"] = np.where(valid, team, 0.0).astype(np.float32)
+    arrays["terminated"][np.arange(E), lengths - 1] = ended_by_done
+    at_limit = ended_by_done & (lengths == T)
+    if clear_terminated_at_limit:
+        arrays["terminated"][np.nonzero(at_limit)[0], T - 1] = 0
+    arrays = {k: arrays[k] for k in ("obs", "state", "actions", "reward", "terminated", "filled", "agent_reward")}
+
+    info = {
+        "spec": spec,
+        "env_check": env_check,
+        "n_source_transitions": src.M,
+        "n_source_agents": src.n_agents,
+        "non_learning_agents": list(range(N, src.n_agents)),
+        "state_source": state_source,
+        "team_reward": mode,
+        "split": split,
+        "n_short_episodes": n_short,
+        "partial_last_episode": bool(lengths[-1] < T and not ended_by_done[-1]),
+        "n_terminated_at_limit": int(at_limit.sum()),
+        "cleared_terminated_at_limit": bool(clear_terminated_at_limit),
+        "n_actions_clipped": n_clipped,
+        "source_ignored_keys": sorted(p.name for p in folder.iterdir() if p.suffix != ".npy" or _OmarFolder._agent_of(p.name) is None),
+    }
+    if quality is None:
+        quality = _quality_and_stem(folder.parent.name)[0] or guess_quality(folder)
+    return _finish(arrays, info, fmt="omar-npy", src=folder, out=out, overwrite=overwrite, quality=quality)
+
+
 #: Source formats understood by :func:`import_dataset` (the CLI's ``--format``).
 IMPORTERS: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, Any]]]] = {
     "pymarl-npy": import_pymarl_npy,
     "cfcql-h5": import_cfcql_h5,
+    "omar-npy": import_omar_npy,
 }
 
 

@@ -16,7 +16,10 @@ Built-in ids and options (defaults):
   ``matrix/mne``, ``matrix/mabcq`` (no options);
 * ``mmdp`` (``n_agents`` 5, alias ``n``; ``episode_limit`` 10);
 * ``equal_line`` (``n`` 3; ``episode_limit`` 25);
-* ``bridge`` (``episode_limit`` 50).
+* ``bridge`` (``episode_limit`` 50);
+* ``smax/<map>`` (extra ``smax``), ``mamujoco/<Robot>-<conf>`` (extra ``mujoco``,
+  ``envs/mamujoco.py``), ``mpe/<task>`` (``envs/mpe.py``): optional backends,
+  imported on first use.
 ``env.spec.env_options`` always rebuilds the same task.
 
 Optional extras an env may offer (used by ``lit_omarl.data.generate``):
@@ -114,6 +117,8 @@ def _register_builtins() -> None:
     register("equal_line", make_equal_line)
     register("bridge", make_bridge)
     register("smax", "lit_omarl.envs.smax:make_smax", ids=[f"smax/{m}" for m in ("2s3z", "3s_vs_5z", "5m_vs_6m", "6h_vs_8z", "3s5z_vs_3s6z")] + ["smax/*"])
+    register("mamujoco", "lit_omarl.envs.mamujoco:make_mamujoco", ids=[f"mamujoco/{t}" for t in ("HalfCheetah-2x3", "HalfCheetah-6x1", "Walker2d-2x3", "Hopper-3x1", "Ant-2x4", "Ant-4x2")] + ["mamujoco/*"])
+    register("mpe", "lit_omarl.envs.mpe:make_mpe", ids=[f"mpe/{t}" for t in ("simple_spread", "simple_tag", "simple_world_comm")])
 
 
 _register_builtins()
