@@ -1,7 +1,7 @@
 """The ``lit-omarl`` command.
 
 * ``lit-omarl fit|validate|test --config FILE`` : LightningCLI (``--print_config`` shows every option).
-* ``lit-omarl data import|generate|validate|card ...`` : dataset tools.
+* ``lit-omarl data import|generate|smax-recipe|validate|card ...`` : dataset tools.
 * ``lit-omarl configs`` : list the shipped YAML configs.
 """
 
@@ -115,7 +115,22 @@ def _data_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n", type=int, help="number of agents (equal_line, mmdp)")
     gen.add_argument("--option", action="append", help="other env option KEY=VALUE (JSON values)")
     gen.add_argument("--quality", help="quality label stored in the file (default: the behaviour)")
+    gen.add_argument("--batch-size", type=int, default=1024,
+                     help="episodes simulated in parallel (default 1024; part of the determinism key)")
     gen.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    rec = sub.add_parser("smax-recipe", help="the papers' SMAX datasets of a map (CFCQL medium/expert/mixed/"
+                                             "medium_replay, OMAC good/medium/poor) from its shipped policies")
+    rec.add_argument("--map", required=True, help="SMAX map with policies in lit_omarl/assets/behaviour/smax_<map>/")
+    rec.add_argument("--out-dir", help="folder of the files (default: <dataset cache>/smax_recipe/<map>_<E>ep_s<seed>)")
+    rec.add_argument("--episodes", type=int, default=5000, help="episodes per dataset (default 5000)")
+    rec.add_argument("--seed", type=int, default=0, help="recipe seed (default 0)")
+    rec.add_argument("--batch-size", type=int, default=512, help="episodes simulated in parallel (default 512)")
+    rec.add_argument("--replay", help="replay_winrate_<w>.h5 dump of a qmix_online run (becomes medium_replay)")
+    rec.add_argument("--only", help="comma-separated subset of: medium,expert,mixed,medium_replay,omac_good,omac_medium,omac_poor")
+    rec.add_argument("--policy-dir", help="folder with medium.pt and expert.pt instead of the shipped policies")
+    rec.add_argument("--cards-dir", help="also write a markdown card per dataset there (smax_<map>_<quality>.md)")
+    rec.add_argument("--overwrite", action="store_true", help="replace files made with other settings")
 
     val = sub.add_parser("validate", help="check a dataset file; exit 0 and a one-line summary, or 1 and the defect")
     val.add_argument("file")
@@ -140,8 +155,19 @@ def data_main(argv: list[str]) -> int:
 
             Path(ns.out).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
             generate_dataset(env_id=ns.env, behaviour=ns.behaviour, episodes=ns.episodes, seed=ns.seed, out=ns.out,
-                             env_options=_env_options(ns), overwrite=ns.overwrite, quality=ns.quality)
+                             env_options=_env_options(ns), overwrite=ns.overwrite, quality=ns.quality,
+                             batch_size=ns.batch_size)
             print(f"wrote {ns.out}")
+        elif ns.cmd == "smax-recipe":
+            from lit_omarl.behaviour.recipe import default_out_dir, smax_recipe, write_cards
+
+            only = [q.strip() for q in ns.only.split(",") if q.strip()] if ns.only else None
+            out_dir = ns.out_dir or default_out_dir(ns.map, ns.episodes, ns.seed)
+            items = smax_recipe(ns.map, out_dir, episodes=ns.episodes, seed=ns.seed, batch_size=ns.batch_size,
+                                replay=ns.replay, qualities=only, policy_dir=ns.policy_dir, overwrite=ns.overwrite)
+            if ns.cards_dir:
+                write_cards(out_dir, ns.cards_dir, qualities=[i.quality for i in items])
+            print(f"recipe done: {out_dir} ({sum(i.status != 'skipped' for i in items)} datasets)")
         elif ns.cmd == "validate":
             from lit_omarl.data.schema import read_dataset
 

@@ -342,3 +342,15 @@ def test_worker_threads_default_splits_cpus(monkeypatch):
     assert worker_threads(16) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "")  # empty: ignored
     assert worker_threads(4) == 2
+
+
+def test_profile_cells_restrict_the_grid():
+    profiles = (
+        Profile("smoke", seeds=(0,), cells=("t1/d2/*", "*/d1/A")),
+        Profile("default", seeds=(0, 1)),
+        Profile("paper", seeds=(0,)),
+    )
+    table = make_table(profiles=profiles)
+    labels = [r.label for r in expand_grid(table, "smoke")]
+    assert labels == ["t1/d1/A/seed0", "t1/d2/A/seed0", "t1/d2/B/seed0", "t1/d2/C/seed0"]
+    assert len(expand_grid(table, "default")) == 2 * 6  # no patterns: every cell

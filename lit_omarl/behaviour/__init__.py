@@ -7,6 +7,11 @@
   :mod:`lit_omarl.data.generate` (``begin`` / ``act``), greedy, with the
   one-hot probabilities of its actions (so ``epsilon:E:policy:<ckpt>``
   records exact ``behaviour_probs``).
+* Shipped policies live in ``lit_omarl/assets/behaviour/<env dir>/<name>.pt``
+  (e.g. ``smax_2s3z/expert.pt``); ``policy:smax_2s3z/expert`` names one
+  without a path (:func:`resolve_policy`, :func:`shipped_policies`).
+* :mod:`lit_omarl.behaviour.recipe`: the papers' SMAX dataset recipe
+  (``lit-omarl data smax-recipe``).
 * :func:`load_policy`: a checkpoint as a policy with the ``act(obs, avail,
   hidden, deterministic)`` contract of :mod:`lit_omarl.eval.rollout`, e.g.
   ``evaluate(load_policy(path), "smax/2s3z", None, episodes=32, seed=0,
@@ -37,11 +42,40 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "behaviour"
+
+
+def shipped_policies(env_dir: str) -> dict[str, Path]:
+    """The checkpoints shipped for ``env_dir`` (e.g. ``smax_2s3z``): name -> path ({} if none)."""
+    folder = ASSETS / env_dir
+    return {p.stem: p for p in sorted(folder.glob("*.pt"))} if folder.is_dir() else {}
+
+
+def resolve_policy(name: str | Path) -> Path:
+    """A checkpoint path: ``name`` itself if it is a file, else the shipped policy
+    ``assets/behaviour/<name>`` or ``<name>.pt`` (e.g. ``smax_2s3z/expert``).
+
+    Raises FileNotFoundError naming what was looked for.
+    """
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    text = str(name).strip().strip("/")
+    for candidate in (ASSETS / text, ASSETS / f"{text}.pt"):
+        if candidate.is_file() and ASSETS in candidate.resolve().parents:
+            return candidate
+    shipped = sorted(f"{d.name}/{p.stem}" for d in ASSETS.iterdir() if d.is_dir() for p in d.glob("*.pt")) if ASSETS.is_dir() else []
+    raise FileNotFoundError(f"policy {str(name)!r}: no such file, and not a shipped policy "
+                            f"(shipped: {', '.join(shipped) or 'none'})")
+
+
 def load_policy(path: str | Path, epsilon: float = 0.0) -> "QMIXPolicy":  # noqa: F821
-    """The policy of a ``qmix_online`` checkpoint (greedy; ``epsilon`` when acting with deterministic=False)."""
+    """The policy of a ``qmix_online`` checkpoint (greedy; ``epsilon`` when acting with deterministic=False).
+
+    ``path`` may also name a shipped policy (:func:`resolve_policy`)."""
     from lit_omarl.behaviour.qmix_online import QMIXPolicy
 
-    return QMIXPolicy.load(path, epsilon)
+    return QMIXPolicy.load(resolve_policy(path), epsilon)
 
 
 class PolicyBehaviour(Behaviour):
@@ -57,7 +91,8 @@ class PolicyBehaviour(Behaviour):
     def __init__(self, text: str, spec: EnvSpec, path: str | Path) -> None:
         super().__init__(text, spec)
         try:
-            self.policy = load_policy(path)
+            self.path = resolve_policy(path)
+            self.policy = load_policy(self.path)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise BehaviourError(text, f"cannot load policy checkpoint {str(path)!r}: {err}") from None
         own = self.policy.spec
@@ -85,12 +120,15 @@ def policy_behaviour(text: str, spec: EnvSpec) -> PolicyBehaviour:
 
 
 __all__ = [
+    "ASSETS",
     "PolicyBehaviour",
     "QMIXLearner",
     "QMIXOnlineConfig",
     "QMIXPolicy",
     "load_policy",
     "policy_behaviour",
+    "resolve_policy",
     "save_checkpoint",
+    "shipped_policies",
     "train_qmix",
 ]

@@ -42,6 +42,9 @@ Deviations from pymarl's ``qmix.yaml`` (each switchable):
 Command::
 
     python -m lit_omarl.behaviour.qmix_online --map 2s3z --env-steps 2000000 --out runs/qmix_2s3z --seed 0
+
+A ``medium_replay`` run stops as soon as its dump exists: ``--replay-milestones W
+--stop-at-win-rate W`` (W = the medium policy's win rate; docs/SMAX.md).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean, td_lambda_targets
-from lit_omarl.data.generate import Behaviour, _rollout
+from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
 
@@ -97,6 +100,9 @@ class QMIXOnlineConfig:
         checkpoint_every: env steps between periodic checkpoints (<= 0: none).
         milestones: test win rates that trigger a checkpoint the first time they are reached.
         replay_milestones: test win rates that trigger a dump of the replay buffer.
+        stop_at_win_rate: stop after the first test whose greedy win rate reaches this value,
+            once every replay milestone up to it has been dumped (<= 0: never; e.g. the same
+            value as ``replay_milestones`` ends a ``medium_replay`` run as soon as its dump exists).
         threads: torch intra-op threads.
     """
 
@@ -127,6 +133,7 @@ class QMIXOnlineConfig:
     checkpoint_every: int = 250_000
     milestones: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     replay_milestones: tuple[float, ...] = (0.3, 0.5)
+    stop_at_win_rate: float = 0.0
     threads: int = 1
 
     def epsilon(self, env_steps: int) -> float:
@@ -315,7 +322,7 @@ class EpisodeBuffer:
 
 
 class _Explorer(Behaviour):
-    """Epsilon-greedy QMIX as a generation behaviour (drives ``generate._rollout``)."""
+    """Epsilon-greedy QMIX as a generation behaviour (drives ``generate.rollout``)."""
 
     def __init__(self, policy: QMIXPolicy) -> None:
         super().__init__("qmix epsilon-greedy", policy.spec)
@@ -424,6 +431,9 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
                 write_dataset(out / f"replay_winrate_{m:.2f}.h5", buffer.to_arrays(), attrs, overwrite=True)
         return meta
 
+    stop_at = float(config.stop_at_win_rate)
+    pending_dumps = {m for m in config.replay_milestones if m <= stop_at}
+    stopped_early = False
     while True:
         due_eval, due_ckpt = steps >= next_eval, steps >= next_ckpt
         if due_eval or due_ckpt:
@@ -435,12 +445,15 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
             while next_ckpt <= steps:
                 next_ckpt += config.checkpoint_every
         over_time = config.max_minutes > 0 and time.perf_counter() - start > 60 * config.max_minutes
+        if stop_at > 0 and (due_eval or due_ckpt) and curve[-1]["win_rate"] >= stop_at and pending_dumps <= dumped:
+            stopped_early = True
+            break
         if steps >= config.env_steps or over_time:
             break
 
         explorer.epsilon = config.epsilon(steps)
         with torch.no_grad():
-            batch = _rollout(env, explorer, torch.arange(episodes, episodes + env.num_envs), gen)
+            batch = rollout(env, explorer, torch.arange(episodes, episodes + env.num_envs), gen)
         buffer.add(batch)
         n_steps = int(batch["filled"].sum())
         steps += n_steps
@@ -476,7 +489,9 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     writer.close()
     summary = {"env_id": spec.env_id, "env_steps": steps, "episodes": episodes, "updates": updates,
                "minutes": (time.perf_counter() - start) / 60, "final_win_rate": curve[-1]["win_rate"],
-               "best_win_rate": best, "milestones_reached": sorted(reached), "curve": curve}
+               "best_win_rate": best, "milestones_reached": sorted(reached),
+               "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(dumped)],
+               "stopped_at_win_rate": stopped_early, "curve": curve}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -509,6 +524,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--milestones", type=_floats, default=d.milestones, help="comma-separated test win rates")
     p.add_argument("--replay-milestones", type=_floats, default=d.replay_milestones)
+    p.add_argument("--stop-at-win-rate", type=float, default=d.stop_at_win_rate,
+                   help="stop after the first test reaching this greedy win rate (once the replay milestones up to it "
+                        "are dumped); <= 0: run to --env-steps / --max-minutes")
     p.add_argument("--threads", type=int, default=d.threads)
     a = p.parse_args(argv)
     config = QMIXOnlineConfig(
@@ -517,7 +535,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         buffer_size=a.buffer_size, updates_per_episode=a.updates_per_episode,
         target_update_episodes=a.target_update_episodes, epsilon_anneal_steps=a.epsilon_anneal_steps,
         eval_every=a.eval_every, eval_episodes=a.eval_episodes, checkpoint_every=a.checkpoint_every,
-        milestones=a.milestones, replay_milestones=a.replay_milestones, threads=a.threads)
+        milestones=a.milestones, replay_milestones=a.replay_milestones, stop_at_win_rate=a.stop_at_win_rate,
+        threads=a.threads)
     summary = train_qmix(config, a.out, verbose=True)
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
     return summary

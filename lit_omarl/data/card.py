@@ -87,9 +87,34 @@ def _continuous_actions(data: EpisodeData) -> list[str]:
     return lines + _table(header, rows)
 
 
-def render_card(data: EpisodeData) -> str:
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+HISTOGRAM_BINS = 10
+
+
+def _return_distribution(data: EpisodeData) -> list[str]:
+    """Quantiles (numpy's linear interpolation) and a histogram of episode returns in
+    HISTOGRAM_BINS equal bins over [min, max] (the last bin includes max)."""
+    returns = data.returns().astype(np.float64)
+    lines = _table([f"p{round(q * 100)}" for q in QUANTILES], [[_num(v) for v in np.quantile(returns, QUANTILES)]])
+    lo, hi = float(returns.min()), float(returns.max())
+    if hi == lo:
+        rows = [[f"[{_num(lo)}, {_num(hi)}]", str(len(returns)), _frac(1.0)]]
+    else:
+        counts, edges = np.histogram(returns, bins=HISTOGRAM_BINS, range=(lo, hi))
+        rows = [[f"[{_num(edges[i])}, {_num(edges[i + 1])}{']' if i == len(counts) - 1 else ')'}", str(int(c)),
+                 _frac(c / len(returns))] for i, c in enumerate(counts)]
+    return lines + ["", *_table(["return", "episodes", "fraction"], rows)]
+
+
+def render_card(data: EpisodeData, provenance: list[tuple[str, str]] | dict[str, str] | None = None) -> str:
     """A markdown card describing a dataset: provenance, return/length statistics,
-    action coverage and the task's dimensions. Deterministic for given data."""
+    the return distribution, action coverage and the task's dimensions.
+    Deterministic for given data.
+
+    ``provenance``: extra (name, value) rows shown in a "Provenance" section in the
+    given order, e.g. the generation command, wall time, file size and sha256
+    (facts the data itself does not hold).
+    """
     spec = data.spec
     name = Path(data.path).name
     lines = [f"# Dataset `{name}` — `{spec.env_id}`", ""]
@@ -97,8 +122,14 @@ def render_card(data: EpisodeData) -> str:
         ["attribute", "value"],
         [[key, _cell(data.attrs[key]) if key in data.attrs else "n/a"] for key in DESCRIPTION_ATTRS],
     )
+    if provenance:
+        rows = list(provenance.items()) if isinstance(provenance, dict) else list(provenance)
+        lines += ["", "## Provenance", ""]
+        lines += _table(["item", "value"], [[_cell(k), _cell(v)] for k, v in rows])
     lines += ["", "## Statistics", ""]
     lines += _table(["statistic", "value"], _summary(data))
+    lines += ["", "## Return distribution", ""]
+    lines += _return_distribution(data)
     lines += ["", "## Actions", ""]
     lines += _discrete_actions(data) if spec.discrete else _continuous_actions(data)
     lines += ["", "## Spec", ""]

@@ -34,6 +34,16 @@ Behaviour grammar (the text of ``lit-omarl data generate --behaviour``):
     rejection sampling: keep only episodes whose return is > F times the
     env's maximum possible return (``env.max_return``; e.g. CFCQL's MMDP data
     "with reward > 0.8 r_max"). Only as the outermost spec.
+``band:LO:HI:SPEC``
+    rejection sampling into a return band: keep only episodes with
+    LO * max_return <= return < HI * max_return (HI >= 1: no upper bound, so
+    the band includes the maximum). OMAC's good / medium / poor datasets are
+    bands of the same pool of episodes (``lit_omarl.behaviour.recipe``).
+    Only as the outermost spec.
+``policy:PATH``
+    a trained ``qmix_online`` checkpoint acting greedily; PATH is a file, or
+    else the name of a shipped policy such as ``smax_2s3z/expert``
+    (``lit_omarl/assets/behaviour/smax_2s3z/expert.pt``).
 
 Named presets expand to the above: ``xor-a`` = ``joint:AB,BA``, ``xor-b`` =
 ``joint:AA,AB,BA``, ``xor-c`` = ``joint:AA,AB,BA,BB`` (InSPO Table 1);
@@ -236,8 +246,11 @@ class Filter(Behaviour):
         max_return = getattr(env, "max_return", None)
         if max_return is None:
             raise BehaviourError(self.text, f"env {env.spec.env_id!r} does not define a maximum return (max_return)")
-        self.threshold = self.fraction * float(max_return)
+        self.set_max_return(float(max_return))
         self.inner.bind(env)
+
+    def set_max_return(self, max_return: float) -> None:
+        self.threshold = self.fraction * max_return
 
     def begin(self, ts, episode_index, generator):
         self.inner.begin(ts, episode_index, generator)
@@ -247,6 +260,28 @@ class Filter(Behaviour):
 
     def accept(self, returns: torch.Tensor) -> torch.Tensor:
         return returns > self.threshold
+
+    def describe(self) -> str:
+        return f"return > {self.threshold:g}"
+
+
+class Band(Filter):
+    """Rejection sampling into lo * max_return <= return < hi * max_return (no upper bound when hi >= 1)."""
+
+    def __init__(self, text: str, spec: EnvSpec, lo: float, hi: float, inner: Behaviour) -> None:
+        super().__init__(text, spec, lo, inner)
+        self.lo, self.hi = lo, hi
+        self.upper = math.inf
+
+    def set_max_return(self, max_return: float) -> None:
+        self.threshold = self.lo * max_return
+        self.upper = math.inf if self.hi >= 1.0 else self.hi * max_return
+
+    def accept(self, returns: torch.Tensor) -> torch.Tensor:
+        return (returns >= self.threshold) & (returns < self.upper)
+
+    def describe(self) -> str:
+        return f"{self.threshold:g} <= return" + ("" if math.isinf(self.upper) else f" < {self.upper:g}")
 
 
 # Named behaviours registered by other modules (e.g. trained policies shipped with the package):
@@ -340,11 +375,22 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         return Expert(t, spec)
     if not sep:
         known = ", ".join(["uniform", "expert", *PRESETS, *_NAMED])
-        raise BehaviourError(full, f"unknown behaviour {t!r}; known names: {known}; or probs:, joint:, epsilon:, mix:, filter:")
+        raise BehaviourError(full, f"unknown behaviour {t!r}; known names: {known}; or probs:, joint:, epsilon:, mix:, filter:, band:, policy:")
     if head == "probs":
         return Probs(t, spec, _parse_probs(full, body, spec))
     if head == "joint":
         return Joint(t, spec, _parse_joint(full, body, spec))
+    if head == "band":
+        lo, sep2, rest = body.partition(":")
+        hi, sep3, inner = rest.partition(":")
+        if not (sep2 and sep3) or not inner.strip():
+            raise BehaviourError(full, "band: expects band:<lo>:<hi>:<spec> (fractions of the maximum return)")
+        if not _top:
+            raise BehaviourError(full, "band: must be the outermost part of the specification")
+        lo_v, hi_v = _number(full, lo), _number(full, hi)
+        if not (math.isfinite(lo_v) and math.isfinite(hi_v)) or lo_v >= hi_v:
+            raise BehaviourError(full, f"band: needs finite bounds with lo < hi, got lo={lo_v:g}, hi={hi_v:g}")
+        return Band(t, spec, lo_v, hi_v, parse_behaviour(inner, spec, _top=False, _full=full))
     if head in ("epsilon", "filter"):
         value, sep2, inner = body.partition(":")
         if not sep2 or not inner.strip():
@@ -366,7 +412,7 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         from lit_omarl.behaviour import policy_behaviour
 
         return policy_behaviour(t, spec)
-    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix, filter or policy")
+    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix, filter, band or policy")
 
 
 # ----------------------------------------------------------------- generation
@@ -398,8 +444,21 @@ def _single_threaded():
 
 
 @torch.no_grad()
-def _rollout(env: BatchedEnv, behaviour: Behaviour, episode_index: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Run one batch of episodes to the end; padded tensors, zeros outside each episode."""
+def rollout(env: BatchedEnv, behaviour: Behaviour, episode_index: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Run one batch of ``env.num_envs`` episodes to the end with ``behaviour``.
+
+    Args:
+        env: a batched env (reset here, no auto-reset).
+        behaviour: acts on every step (``begin`` is called after the reset).
+        episode_index: global indices of the B episodes (``mix:`` uses them).
+        generator: the behaviour's random stream.
+
+    Returns:
+        Padded tensors of the schema-v1 layout with B episodes (zeros outside
+        each episode): obs, state, actions, reward, terminated and filled (bool),
+        avail_actions (discrete envs), behaviour_probs (if the behaviour has
+        them) and won (if the env reports it).
+    """
     spec, b = env.spec, env.num_envs
     t_max, n = spec.episode_limit, spec.n_agents
     ts = env.reset()
@@ -443,6 +502,9 @@ def _rollout(env: BatchedEnv, behaviour: Behaviour, episode_index: torch.Tensor,
     return out
 
 
+_rollout = rollout  # the former private name
+
+
 _DTYPES = {"obs": np.float32, "state": np.float32, "reward": np.float32, "avail_actions": np.uint8, "terminated": np.uint8,
            "filled": np.uint8, "behaviour_probs": np.float32, "won": np.uint8}
 
@@ -459,6 +521,7 @@ def generate_dataset(
     overwrite: bool = False,
     quality: str | None = None,
     max_attempts: int | None = None,
+    extra_attrs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Roll out ``behaviour`` in ``env_id`` until ``episodes`` episodes are collected.
 
@@ -471,8 +534,10 @@ def generate_dataset(
             existing file is kept unless ``overwrite``).
         batch_size: episodes simulated in parallel (part of the determinism key).
         quality: label stored in the file (default: the behaviour text).
-        max_attempts: cap on simulated episodes for ``filter:`` behaviours
-            (default ``max(100_000, 1000 * episodes)``).
+        max_attempts: cap on simulated episodes for ``filter:`` / ``band:``
+            behaviours (default ``max(100_000, 1000 * episodes)``).
+        extra_attrs: more file attributes (e.g. the recipe that asked for the
+            dataset); they cannot replace the ones set here.
 
     Returns:
         ``(arrays, attrs)``: numpy arrays of schema v1 and the file attributes.
@@ -500,14 +565,15 @@ def generate_dataset(
     limit = max(100_000, 1000 * episodes) if max_attempts is None else int(max_attempts)
 
     chunks: dict[str, list[torch.Tensor]] = {}
-    collected = started = 0
+    collected = started = simulated = 0
     with _single_threaded():
         while collected < episodes:
             if filtering and started >= limit:
                 raise ValueError(f"behaviour {behaviour!r}: only {collected} of {episodes} episodes passed the filter "
-                                 f"(return > {policy.threshold:g}) in {started} attempts; lower the fraction or change the behaviour")
-            batch = _rollout(env, policy, torch.arange(started, started + b), generator)
+                                 f"({policy.describe()}) in {started} attempts; widen the band / lower the fraction or change the behaviour")
+            batch = rollout(env, policy, torch.arange(started, started + b), generator)
             started += b
+            simulated += int(batch["filled"].sum())
             keep = policy.accept(batch["reward"].sum(1)) if filtering else torch.ones(b, dtype=torch.bool)
             idx = keep.nonzero().flatten()[: episodes - collected]
             for key, value in batch.items():
@@ -529,9 +595,14 @@ def generate_dataset(
         "batch_size": b,
         "generator": f"lit_omarl {_version()} generate",
         "source": "generated",
+        "simulated_steps": simulated,  # valid env steps of every simulated episode (kept or not)
     }
     if filtering:
         attrs["attempted_episodes"] = started
+    for key, value in (extra_attrs or {}).items():
+        if key in attrs:
+            raise ValueError(f"extra_attrs: {key!r} is set by generate_dataset itself")
+        attrs[key] = value
     if out is not None:
         from lit_omarl.data.schema import write_dataset
 

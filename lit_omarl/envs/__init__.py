@@ -119,6 +119,9 @@ def _register_builtins() -> None:
     register("smax", "lit_omarl.envs.smax:make_smax", ids=[f"smax/{m}" for m in ("2s3z", "3s_vs_5z", "5m_vs_6m", "6h_vs_8z", "3s5z_vs_3s6z")] + ["smax/*"])
     register("mamujoco", "lit_omarl.envs.mamujoco:make_mamujoco", ids=[f"mamujoco/{t}" for t in ("HalfCheetah-2x3", "HalfCheetah-6x1", "Walker2d-2x3", "Hopper-3x1", "Ant-2x4", "Ant-4x2")] + ["mamujoco/*"])
     register("mpe", "lit_omarl.envs.mpe:make_mpe", ids=[f"mpe/{t}" for t in ("simple_spread", "simple_tag", "simple_world_comm")])
+    # real StarCraft II SMAC (optional: package smac + the StarCraft II binary); sc2/<map> is the id the cfcql-h5 importer writes
+    register("smac", "lit_omarl.envs.smac_real:make_smac", ids=["smac/*"])
+    register("sc2", "lit_omarl.envs.smac_real:make_smac", ids=["sc2/*"])
 
 
 _register_builtins()

@@ -98,11 +98,13 @@ def expand_grid(table: TableSpec, profile: str, seeds: Sequence[int] | None = No
     if profile not in table.profiles:
         raise ReproError(f"table {table.name} has no profile {profile!r} (has {sorted(table.profiles)})")
     prof = table.profiles[profile]
+    cells = [c for c in table.cells()
+             if not prof.cells or any(fnmatch.fnmatchcase(f"{c.task}/{c.dataset}/{c.algorithm}", p) for p in prof.cells)]
     return [
         RunSpec(table.name, cell.task, cell.dataset, cell.algorithm, seed, profile,
                 budget=dict(prof.budget), overrides=table.overrides_for(cell))
         for seed in (prof.seeds if seeds is None else seeds)
-        for cell in table.cells()
+        for cell in cells
     ]
 
 

@@ -163,6 +163,8 @@ class Profile:
             name units in keys (``max_steps``, ``eval_episodes``).
         num_gpus: GPUs (may be fractional, e.g. 0.25) each run requests under ``--engine ray``.
         description: one line shown in the table header.
+        cells: glob patterns over 'task/dataset/algorithm'; when given, the profile runs only
+            the matching cells (e.g. a smoke profile that proves the pipeline on one row).
     """
 
     name: str
@@ -170,9 +172,11 @@ class Profile:
     budget: Mapping[str, Any] = field(default_factory=dict)
     num_gpus: float = 0.0
     description: str = ""
+    cells: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "cells", tuple(str(c) for c in self.cells))
         object.__setattr__(self, "budget", dict(self.budget))
         if not self.seeds:
             raise ValueError(f"Profile {self.name!r} needs at least one seed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import h5py
 
@@ -103,6 +103,27 @@ def cell_config(task: str, dataset: str, algorithm: str) -> str:
     return f"{algorithm.lower()}/{task}/{dataset}.yaml"
 
 
+def cell_overrides(run, config: str, budget: Mapping[str, Any] | None = None) -> dict[str, Any]:  # noqa: ANN001
+    """CLI overrides of one run: the profile's ``budget`` (default ``run.budget``) mapped by
+    ``BUDGET_KEYS``, then the cell's overrides (model hyper-parameters unless dotted)."""
+    overrides: dict[str, Any] = {}
+    for key, value in (run.budget if budget is None else budget).items():
+        if key not in BUDGET_KEYS:
+            raise ValueError(f"{run.label}: unknown budget key {key!r} (known: {sorted(BUDGET_KEYS)})")
+        if key == "behaviour_pretrain_steps" and not _model_accepts(config, key):
+            continue
+        overrides[BUDGET_KEYS[key]] = value
+    for key, value in run.overrides.items():
+        if key != "config_algorithm":
+            overrides[key if "." in key else f"model.init_args.{key}"] = value
+    return overrides
+
+
+def config_algorithm(run) -> str:  # noqa: ANN001
+    """The config directory of the run's column: the ``config_algorithm`` override or the column name."""
+    return str(run.overrides.get("config_algorithm", run.algorithm)).lower()
+
+
 def run_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
     """``run_fn`` of the reproduction runner: one table cell and seed through ``fit_config``.
 
@@ -112,15 +133,5 @@ def run_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_om
     ``config_algorithm`` names the config directory of an ablation column
     (``"InSPO w/o entropy"`` -> ``{"config_algorithm": "inspo", "use_entropy": False}``).
     """
-    cell_overrides = dict(run.overrides)
-    config = cell_config(run.task, run.dataset, str(cell_overrides.pop("config_algorithm", run.algorithm)))
-    overrides: dict[str, Any] = {}
-    for key, value in run.budget.items():
-        if key not in BUDGET_KEYS:
-            raise ValueError(f"{run.label}: unknown budget key {key!r} (known: {sorted(BUDGET_KEYS)})")
-        if key == "behaviour_pretrain_steps" and not _model_accepts(config, key):
-            continue
-        overrides[BUDGET_KEYS[key]] = value
-    for key, value in cell_overrides.items():
-        overrides[key if "." in key else f"model.init_args.{key}"] = value
-    return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
+    config = cell_config(run.task, run.dataset, config_algorithm(run))
+    return fit_config(config, seed=run.seed, workdir=workdir, overrides=cell_overrides(run, config))

@@ -1,0 +1,115 @@
+"""SMAX tables (cfcql.md Table 3, inspo.md Table 4): datasets from the SMAX recipe, one config per algorithm.
+
+A cell ``(map, quality, algorithm)`` trains ``configs/<algorithm>/smax/2s3z_expert.yaml``
+with its data replaced by the recipe file ``smax_<map>_<quality>.h5``
+(:mod:`lit_omarl.behaviour.recipe`: medium / expert / mixed from the map's
+shipped QMIX behaviour policies, medium_replay from a replay dump of a
+behaviour run). ``prepare_smax`` writes the files a table needs once, before
+the runs (the recipe reuses identical files and never overwrites others).
+
+Budget keys of SMAX profiles, besides :data:`lit_omarl.repro.train.BUDGET_KEYS`:
+``recipe_episodes`` (episodes per generated dataset) and ``recipe_seed``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from lit_omarl.repro.table import Profile
+from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
+
+PAPER_SEEDS = (0, 1, 2, 3, 4)
+RECIPE_KEYS = ("recipe_episodes", "recipe_seed")
+#: Environment variable naming a folder of replay dumps ``<map>/replay_winrate_*.h5`` (medium_replay).
+REPLAY_ENV = "LIT_OMARL_SMAX_REPLAY_DIR"
+
+
+def smax_config(run) -> str:  # noqa: ANN001
+    return f"{config_algorithm(run)}/smax/2s3z_expert.yaml"
+
+
+def shipped_maps() -> tuple[str, ...]:
+    """SMAX maps whose medium and expert behaviour policies ship with lit_omarl."""
+    from lit_omarl.behaviour import ASSETS
+
+    return tuple(sorted(d.name[len("smax_"):] for d in ASSETS.glob("smax_*")
+                        if (d / "medium.pt").is_file() and (d / "expert.pt").is_file()))
+
+
+def replay_dump(map_name: str) -> Path | None:
+    """The medium_replay source of a map: the replay dump ``replay_winrate_*.h5`` (the highest
+    milestone) of a qmix_online run folder ``$LIT_OMARL_SMAX_REPLAY_DIR/<map>`` or
+    ``$LIT_OMARL_SMAX_REPLAY_DIR/smax_<map>_*`` (e.g. the folder of a ``--stop-at-win-rate`` run)."""
+    root = os.environ.get(REPLAY_ENV)
+    if not root:
+        return None
+    root_path = Path(root).expanduser()
+    folders = [root_path / map_name, *sorted(root_path.glob(f"smax_{map_name}_*")), root_path / f"smax_{map_name}"]
+    for folder in folders:
+        dumps = sorted(folder.glob("replay_winrate_*.h5"))
+        if dumps:
+            return dumps[-1]
+    return None
+
+
+def recipe_file(map_name: str, quality: str, budget: dict[str, Any]) -> Path:
+    from lit_omarl.behaviour.recipe import dataset_path, default_out_dir
+
+    episodes, seed = int(budget.get("recipe_episodes", 5000)), int(budget.get("recipe_seed", 0))
+    return dataset_path(default_out_dir(map_name, episodes, seed), map_name, quality)
+
+
+def prepare_smax(runs: Sequence[Any], runs_dir: Path) -> None:
+    """Write every recipe dataset the pending ``runs`` need (a no-op for files already there)."""
+    from lit_omarl.behaviour.recipe import smax_recipe
+
+    needed: dict[tuple[str, int, int], set[str]] = {}
+    for run in runs:
+        key = (run.task, int(run.budget.get("recipe_episodes", 5000)), int(run.budget.get("recipe_seed", 0)))
+        needed.setdefault(key, set()).add(run.dataset)
+    for (map_name, episodes, seed), qualities in sorted(needed.items()):
+        if map_name not in shipped_maps():
+            print(f"SMAX {map_name}: no shipped behaviour policies; its runs will fail (train them with "
+                  f"`python -m lit_omarl.behaviour.qmix_online --map {map_name}` and add them to lit_omarl/assets)")
+            continue
+        replay = replay_dump(map_name)
+        if "medium_replay" in qualities and replay is None:
+            print(f"SMAX {map_name}: no replay dump in ${REPLAY_ENV}/{map_name}/; medium_replay runs will fail")
+            qualities = qualities - {"medium_replay"}
+        if qualities:
+            smax_recipe(map_name, episodes=episodes, seed=seed, replay=replay, qualities=sorted(qualities))
+
+
+def run_smax_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
+    """``run_fn`` of the SMAX tables: the algorithm's SMAX config on the cell's recipe file."""
+    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
+    path = recipe_file(run.task, run.dataset, dict(run.budget))
+    if not path.is_file():
+        raise FileNotFoundError(f"{run.label}: dataset {path} does not exist (see the prepare step's messages)")
+    config = smax_config(run)
+    overrides = cell_overrides(run, config, budget)
+    overrides.update({"data.path": str(path), "data.env": None, "data.behaviour": None})
+    return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
+
+
+def smax_profiles(smoke_cells: Sequence[str]) -> tuple[Profile, ...]:
+    """Budgets of the SMAX tables; the smoke profile runs only ``smoke_cells`` ('map/dataset/algorithm' globs)."""
+    return (
+        Profile("smoke", seeds=(0,), cells=smoke_cells, budget={"max_steps": 20, "eval_every_steps": 0, "eval_episodes": 4,
+                                              "final_eval_episodes": 8, "batch_size": 4,
+                                              "behaviour_pretrain_steps": 10, "recipe_episodes": 16},
+                description="pipeline check of a few cells: 16-episode datasets, 20 updates, 1 seed"),
+        Profile("default", seeds=(0, 1, 2), budget={"max_steps": 2000, "eval_every_steps": 1000, "eval_episodes": 32,
+                                                     "final_eval_episodes": 128, "batch_size": 32,
+                                                     "behaviour_pretrain_steps": 1000, "recipe_episodes": 5000},
+                description="5000-episode datasets, 2000 updates of 32 episodes, 3 seeds, 128 evaluation episodes"),
+        Profile("paper", seeds=PAPER_SEEDS, budget={"max_steps": 100_000, "eval_every_steps": 10_000, "eval_episodes": 32,
+                                                   "final_eval_episodes": 640, "batch_size": 128,
+                                                   "recipe_episodes": 5000},
+                num_gpus=0.25,
+                description="CFCQL code: batch 128 episodes, 32-episode evaluations, 640-episode final evaluation, "
+                            "5 seeds; 1e5 updates (the code counts 1e7 dataset timesteps; how many updates that is "
+                            "depends on episode lengths)"),
+    )
