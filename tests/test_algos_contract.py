@@ -3,7 +3,10 @@
 A short fit on a tiny hand-built episode batch, parameters change, act()
 returns available long actions, and a checkpoint round trip (weights_only)
 gives the same deterministic actions. New algorithms are covered by being
-added to ALGORITHMS.
+added to ALGORITHMS: discrete ones (``supports_discrete``) on a tiny discrete
+batch, continuous ones (``supports_continuous``) on a tiny continuous batch
+with asymmetric action bounds, where act() must return float actions inside
+the bounds.
 """
 
 from __future__ import annotations
@@ -64,11 +67,11 @@ class Forever:
 class TinyData(L.LightningDataModule):
     """The DataModule side of the contract: ``spec``, ``sampling``, ``sample()`` and batches forever."""
 
-    def __init__(self, sampling: str = "episode") -> None:
+    def __init__(self, sampling: str = "episode", spec: EnvSpec = SPEC, batch: dict | None = None) -> None:
         super().__init__()
-        self.spec = SPEC
+        self.spec = spec
         self.sampling = sampling
-        self.batch = tiny_batch()
+        self.batch = tiny_batch() if batch is None else batch
         self.sample_calls = 0
 
     def sample(self) -> dict[str, torch.Tensor]:
@@ -98,7 +101,8 @@ def rollout_actions(model, obs, avail, deterministic=True):
     return torch.stack(out)
 
 
-CASES = [(name, agent) for name in sorted(ALGORITHMS) for agent in AGENT_TYPES]
+DISCRETE = sorted(name for name, cls in ALGORITHMS.items() if cls.supports_discrete)
+CASES = [(name, agent) for name in DISCRETE for agent in AGENT_TYPES]
 
 
 @pytest.mark.parametrize(("name", "agent"), CASES)
@@ -152,7 +156,7 @@ def test_missing_spec_is_a_clear_error(name):
         ALGORITHMS[name]()
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+@pytest.mark.parametrize("name", DISCRETE)
 def test_capability_flags_fail_fast(name):
     cls = ALGORITHMS[name]
     if not cls.supports_continuous:
@@ -184,3 +188,100 @@ def test_target_networks_follow_the_interval(name):
             assert torch.equal(value, target.state_dict()[key])
     make_trainer(max_steps=3).fit(model, datamodule=TinyData())  # a fresh trainer: copy at step 2, update at 3
     assert not torch.equal(model.agent.fc1.weight, model.target_agent.fc1.weight)
+
+
+# ---- continuous-action algorithms ---------------------------------------------------
+AC, LOW, HIGH = 2, -2.0, 1.0  # asymmetric bounds: a squashing that assumes [-1, 1] fails the bounds check
+C_SPEC = EnvSpec(env_id="test/tiny_continuous", n_agents=N, obs_dim=O, state_dim=S, n_actions=AC,
+                 action_type="continuous", episode_limit=T, action_low=LOW, action_high=HIGH)
+# Settings that keep each continuous algorithm fast and exercise its optional parts (VAE weights, policy samples).
+C_FAST: dict[str, dict] = {
+    "cfcql_c": {"critic_hidden_dim": 16, "softmax_temp": 1.0, "behaviour_pretrain_steps": 4, "vae_hidden_dim": 16,
+                "vae_samples": 3, "cql_policy_samples": True, "cql_n_samples": 3},
+    "macql_c": {"critic_hidden_dim": 16, "cql_policy_samples": True, "cql_n_samples": 3, "cf_policy": False},
+    "omar_c": {"critic_hidden_dim": 16, "cql_n_samples": 3, "omar_search_mode": "cem", "omar_num_samples": 4,
+               "omar_num_elites": 2, "omar_coe": 0.5},
+    "icql_c": {"critic_hidden_dim": 16, "cql_n_samples": 3, "shared_actor": True, "shared_critic": True},
+    "matd3_bc": {"critic_hidden_dim": 16, "cf_policy": True},
+    "bc_c": {"vae_hidden_dim": 16},
+}
+CONTINUOUS = sorted(name for name, cls in ALGORITHMS.items() if cls.supports_continuous)
+C_CASES = [(name, agent) for name in CONTINUOUS for agent in getattr(ALGORITHMS[name], "agent_types", ("mlp",))]
+
+
+def tiny_continuous_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """The CONTRACTS.md continuous batch: float actions in [LOW, HIGH], avail all True, lengths 3, 2, 3, 1."""
+    batch = tiny_batch(seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    batch["actions"] = (LOW + (HIGH - LOW) * torch.rand(B, T, N, AC, generator=g)) * batch["mask"][:, :, None, None]
+    batch["avail_actions"] = torch.ones(B, T + 1, N, AC, dtype=torch.bool)
+    return batch
+
+
+def continuous_model(name: str, agent: str):
+    # GRU agents also take the previous action vector as input (ContinuousAgentInputs)
+    return ALGORITHMS[name](spec=C_SPEC.to_dict(), agent=agent, use_last_action=agent == "rnn", **COMMON,
+                            **C_FAST.get(name, {}))
+
+
+def continuous_data(sampling: str = "episode") -> TinyData:
+    return TinyData(sampling, spec=C_SPEC, batch=tiny_continuous_batch())
+
+
+@pytest.mark.parametrize(("name", "agent"), C_CASES)
+def test_continuous_algorithm_contract(name, agent, tmp_path):
+    torch.manual_seed(0)
+    cls = ALGORITHMS[name]
+    model = continuous_model(name, agent)
+    assert model.automatic_optimization is False
+    assert isinstance(model.hparams["spec"], dict)
+    trainable = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+    data = continuous_data()
+    trainer = make_trainer(max_steps=3)
+    trainer.fit(model, datamodule=data)
+    assert trainer.global_step == 3  # only the main optimizer counts
+    unchanged = [k for k, v in model.named_parameters() if k in trainable and torch.equal(v, trainable[k])]
+    assert not unchanged, f"parameters not updated: {unchanged}"
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+
+    # act(): float [B, N, A] actions inside the bounds, over a few steps with the hidden state.
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(4, 5, N, O, generator=g) * 3.0  # [steps, B, N, O]
+    avail = torch.ones(4, 5, N, AC, dtype=torch.bool)
+    for deterministic in (True, False):
+        acts = rollout_actions(model, obs, avail, deterministic)
+        assert acts.shape == (4, 5, N, AC) and acts.dtype == torch.float32
+        assert torch.isfinite(acts).all() and (acts >= LOW).all() and (acts <= HIGH).all()
+    first = rollout_actions(model, obs, avail)
+    assert torch.equal(first, rollout_actions(model, obs, avail))  # deterministic means deterministic
+    assert first.std() > 0  # not a constant policy
+
+    # Checkpoint round trip: same weights, same deterministic actions.
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = cls.load_from_checkpoint(path, weights_only=True)
+    assert loaded.hparams["spec"] == C_SPEC.to_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    assert torch.equal(first, rollout_actions(loaded, obs, avail))
+
+    # Resuming does not pre-train a behaviour model again.
+    resumed_data = continuous_data()
+    resumed = continuous_model(name, agent)
+    make_trainer(max_steps=4).fit(resumed, datamodule=resumed_data, ckpt_path=path)
+    assert resumed_data.sample_calls == 0
+    if model.behaviour_pretrain_budget()[0] > 0:
+        assert data.sample_calls > 0 and bool(resumed.behaviour_trained)
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_continuous_capability_flags_fail_fast(name):
+    cls = ALGORITHMS[name]
+    if not cls.supports_discrete:
+        with pytest.raises(ValueError, match="does not support discrete"):
+            cls(spec=SPEC.to_dict(), **COMMON)
+    if "rnn" in getattr(cls, "agent_types", ()):
+        model = continuous_model(name, "rnn")
+        with pytest.raises(ValueError, match="needs whole episodes"):
+            make_trainer(max_steps=1).fit(model, datamodule=continuous_data(sampling="transition"))

@@ -66,14 +66,17 @@ def _check_mabcq_matrix(results):
     assert cells[("tn+vd (Table 4)", "agent 2", "a1")] == pytest.approx(37 / 7)
 
 
-def _check_smax_smoke_cells(results):
-    """SMAX tables: the smoke profile runs a few cells (Profile.cells), each with a finite win rate."""
-    rows = _csv_rows(results / "cfcql_table3_smoke.csv")
-    assert {(r["task"], r["dataset"], r["algorithm"]) for r in rows} == {("2s3z", "expert", "CFCQL"), ("2s3z", "mixed", "BC")}
-    assert all(0.0 <= float(r["win_rate"]) <= 1.0 for r in rows)
+def _smax_smoke_cells(name, cells):
+    """SMAX tables: the smoke profile runs a few cells (Profile.cells), each with a win rate in [0, 1]."""
+    def check(results):
+        rows = _csv_rows(results / f"{name}_smoke.csv")
+        assert {(r["task"], r["dataset"], r["algorithm"]) for r in rows} == cells
+        assert all(0.0 <= float(r["win_rate"]) <= 1.0 for r in rows)
+    return check
 
 
 EXTRA_CHECKS = {"cfcql_fig1.py": _check_cfcql_fig1, "mabcq_matrix.py": _check_mabcq_matrix,
-                "cfcql_table3.py": _check_smax_smoke_cells}
+                "cfcql_table3.py": _smax_smoke_cells("cfcql_table3", {("2s3z", "expert", "CFCQL"), ("2s3z", "mixed", "BC")}),
+                "inspo_table4.py": _smax_smoke_cells("inspo_table4", {("2s3z", "expert", "InSPO"), ("2s3z", "medium", "OMIGA")})}
 # smoke profiles that run only some cells of their table (the others render as n/a)
-PARTIAL_SMOKE = {"cfcql_table3.py"}
+PARTIAL_SMOKE = {"cfcql_table3.py", "inspo_table4.py"}
