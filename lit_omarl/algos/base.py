@@ -4,8 +4,10 @@
 dataset dimensions arrive as ``spec`` (linked by LightningCLI from the
 DataModule), optimisation is manual, ``act()`` is the decentralised execution
 API used by evaluation and dataset generation, ``configure_callbacks()``
-attaches the evaluation callback, capability flags fail fast on incompatible
-data, and an optional behaviour model is pre-trained in ``on_train_start``.
+attaches the evaluation callback and the reliability callbacks (exact resume,
+NaN/inf guard; docs/RELIABILITY.md), capability flags and the evaluation
+environment are checked before training, and an optional behaviour model is
+pre-trained in ``on_train_start``.
 
 :class:`ConservativeQMIX` is a QMIX learner (shared-parameter agent network +
 mixer, target networks, double-Q TD(lambda) targets) whose conservative
@@ -35,6 +37,7 @@ from lit_omarl.algos.losses import (
 from lit_omarl.nets.agents import AgentInputs, make_agent
 from lit_omarl.nets.mixers import make_mixer
 from lit_omarl.spec import EnvSpec
+from lit_omarl.utils.nonfinite import check_finite_metrics
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ class OfflineMARLModule(L.LightningModule):
         # Set once the behaviour model is trained, saved in checkpoints so a resumed run skips pre-training.
         self.register_buffer("behaviour_trained", torch.zeros((), dtype=torch.bool))
         self._perf_last: float | None = None
+        self._batch_step = 0
+        self._train_loop_started = False
         self._perf_dt: float | None = None
         # sequence_inputs of the current batch, per include_last_obs (see sequence_inputs)
         self._inputs_cache: dict[bool, tuple] = {}
@@ -148,6 +153,8 @@ class OfflineMARLModule(L.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self._check_eval_env()
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None:
             return
@@ -167,13 +174,51 @@ class OfflineMARLModule(L.LightningModule):
                 "use data.sampling='episode' (or agent='mlp' and use_last_action=False)"
             )
 
+    def _check_eval_env(self) -> None:
+        """Fail before training, not at the first evaluation, when the data's env cannot be evaluated."""
+        if self.hparams.eval_every_steps <= 0 and self.hparams.final_eval_episodes <= 0:
+            return
+        from lit_omarl.envs import make
+
+        spec = self.spec
+        hint = "(or train without evaluation: model.init_args.eval_every_steps=0 and final_eval_episodes=0)"
+        try:
+            env_spec = make(spec.env_id, num_envs=1, seed=0, **(spec.env_options or {})).spec
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"evaluation needs the dataset's environment {spec.env_id!r}, which cannot be built: {err} {hint}") from None
+        keys = ("n_agents", "obs_dim", "state_dim", "n_actions", "action_type")
+        diff = [f"{k}: dataset {getattr(spec, k)}, environment {getattr(env_spec, k)}" for k in keys
+                if getattr(spec, k) != getattr(env_spec, k)]
+        if diff:
+            raise ValueError(f"the dataset's spec does not match its environment {spec.env_id!r} used for evaluation "
+                             f"({'; '.join(diff)}) {hint}")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, naming the checkpoint, to resume a model trained on data of other dimensions."""
+        saved = (checkpoint.get("hyper_parameters") or {}).get("spec")
+        if not saved:
+            return
+        saved = EnvSpec.from_dict(saved)
+        keys = ("n_agents", "obs_dim", "state_dim", "n_actions", "action_type")
+        diff = [f"{k}: checkpoint {getattr(saved, k)}, data {getattr(self.spec, k)}" for k in keys
+                if getattr(saved, k) != getattr(self.spec, k)]
+        if diff:
+            where = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+            raise ValueError(f"{where or 'checkpoint'}: trained on data of other dimensions than this run's "
+                             f"({'; '.join(diff)}); resume on the dataset it was trained on, or start a new run")
+
     # ---- evaluation ----------------------------------------------------------
     def configure_callbacks(self) -> list[L.Callback]:
+        from lit_omarl.utils.nonfinite import NonFiniteGuard
+        from lit_omarl.utils.resume import ExactResume
+
+        # ExactResume first: it restores the global RNG before the evaluation callback's hooks run
+        guards: list[L.Callback] = [ExactResume(), NonFiniteGuard()]
         if self.hparams.eval_every_steps <= 0 and self.hparams.final_eval_episodes <= 0:
-            return []  # no periodic and no final evaluation
+            return guards  # no periodic and no final evaluation
         from lit_omarl.eval.callback import EvaluationCallback
 
-        return [
+        return guards + [
             EvaluationCallback(
                 every_n_steps=self.hparams.eval_every_steps,
                 episodes=self.hparams.eval_episodes,
@@ -244,6 +289,9 @@ class OfflineMARLModule(L.LightningModule):
         self._inputs_cache[include_last_obs] = (key, inputs, inputs._version)
         return inputs
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batch_step = self.trainer.global_step  # the step named by a non-finite-loss error
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._inputs_cache.clear()  # do not keep the last batch alive while the next one is sampled
 
@@ -280,7 +328,12 @@ class OfflineMARLModule(L.LightningModule):
         whole update of a small model, so the values are handed to Lightning
         only on the steps its loggers write (every ``trainer.log_every_n_steps``);
         what the loggers receive is unchanged. The rate is tracked every step.
+
+        Every step the metrics are checked first: a NaN metric or an inf loss
+        term raises :class:`~lit_omarl.utils.nonfinite.NonFiniteLossError`
+        (naming the terms and the step) before Lightning can checkpoint the state.
         """
+        check_finite_metrics(metrics, self._batch_step)  # NaN/inf loss: stop before this state is checkpointed
         now = time.perf_counter()
         rate = None
         if self._perf_last is not None:
@@ -312,7 +365,29 @@ class OfflineMARLModule(L.LightningModule):
         """One update of the behaviour model on ``batch``; returns the (detached) loss."""
         raise NotImplementedError
 
+    def on_fit_start(self) -> None:
+        self._train_loop_started = False
+
+    def on_fit_end(self) -> None:
+        """Run the final evaluation of a run resumed from a checkpoint written at ``max_steps``.
+
+        Lightning skips its whole training loop (with ``on_train_start`` and
+        ``on_train_end``) when the restored step already reaches ``max_steps``;
+        a run killed during its final evaluation would otherwise never get one.
+        """
+        trainer = self.trainer
+        if self._train_loop_started or trainer.max_steps is None or trainer.max_steps < 0:
+            return
+        if trainer.global_step < trainer.max_steps:
+            return
+        from lit_omarl.eval.callback import EvaluationCallback
+
+        for callback in trainer.callbacks:
+            if isinstance(callback, EvaluationCallback) and callback.final_metrics is None:
+                callback.on_train_end(trainer, self)
+
     def on_train_start(self) -> None:
+        self._train_loop_started = True
         max_steps, patience = self.behaviour_pretrain_budget()
         if max_steps <= 0 or bool(self.behaviour_trained):
             return

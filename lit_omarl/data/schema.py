@@ -434,9 +434,9 @@ def read_dataset(path: str | os.PathLike, *, validate: bool = True) -> EpisodeDa
             raise DatasetError(name, key, f"attribute is not valid JSON: {exc}") from None
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise DatasetError(name, key, f"cannot be read (truncated or corrupt file?): {exc}") from None
-    for key in ("n_agents", "episode_limit"):
-        if key in attrs and not np.array_equal(attrs[key], getattr(spec, key)):
-            raise DatasetError(name, key, f"attribute is {attrs[key]!r} but spec says {getattr(spec, key)!r}")
+    for key, expected in (("env", spec.env_id), ("n_agents", spec.n_agents), ("episode_limit", spec.episode_limit)):
+        if key in attrs and not np.array_equal(attrs[key], expected):
+            raise DatasetError(name, key, f"attribute is {attrs[key]!r} but spec says {expected!r}")
     if validate:
         validate_arrays(arrays, spec, name)
     return EpisodeData(arrays, attrs, name)
