@@ -18,13 +18,15 @@ ratios ``trainer_over_bare_throughput`` (target >= 0.95) and
 
     python benchmarks/bench_overhead.py [--algorithms cfcql macql bc] [--batch 128] [--threads 2]
 
-Prints one JSON line.
+Prints one JSON line, also appended to benchmarks/results/overhead.jsonl
+(with a UTC timestamp and the machine record: CPU, torch, threads, load average).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -39,6 +41,7 @@ import common  # noqa: E402
 def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float, compare_logging: bool = False) -> dict:
     from naive_cfcql import naive_learner
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
     spec = common.spec_of(shape)
     dm = common.make_datamodule(shape, batch)
     model = common.make_model(name, spec)
@@ -88,6 +91,8 @@ def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float, com
         "naive_over_trainer_time": round(wall["naive"] / wall["trainer"], 3),
         "naive_over_ours_cpu": round(cpu["naive"] / cpu["bare"], 3),
         "peak_rss_mb_process": round(common.peak_rss_mb(), 1),
+        "load_avg_1_5_15_start": load_start,
+        "load_avg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
         **({"trainer_log_every_step_over_bare_throughput": round(wall["bare"] / wall["trainer_log_every_step"], 4)}
            if compare_logging else {}),
     }
@@ -138,7 +143,7 @@ def main() -> None:
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         results[name] = json.loads(lines[-1]) if lines else {"skipped": f"exit {proc.returncode}: {proc.stderr[-300:]}"}
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
-    info["load_avg_1_5_15_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
+    info["load_avg_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
     common.emit({
         "benchmark": "overhead",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -147,7 +152,7 @@ def main() -> None:
         "machine": info,
         "elapsed_s": round(time.time() - started, 1),
         "results": results,
-    })
+    }, save_as="overhead")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """SMAX throughput: batched evaluation (32 episodes) and generation-like rollouts (B=256, random policy).
 
-Prints one JSON line. Rates are env steps (summed over parallel episodes, done
-episodes not counted) per second of wall time and per second of this process's
-CPU time (the latter is the figure to compare on a busy shared machine).
+Prints one JSON line, also appended to benchmarks/results/smax.jsonl. Rates
+are env steps (summed over parallel episodes, done episodes not counted) per
+second of wall time and per second of this process's CPU time (the latter is
+the figure to compare on a busy shared machine).
 Compile times are cold (JAX's persistent cache is off unless --use-cache).
 
     python benchmarks/bench_smax.py [--map 2s3z] [--gen-envs 256] [--eval-episodes 32] [--use-cache]
@@ -12,9 +13,15 @@ Compile times are cold (JAX's persistent cache is off unless --use-cache).
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
 
 
 def _timed(fn):
@@ -49,7 +56,10 @@ def main() -> None:
 
     env_id = f"smax/{a.map}"
     _, import_s, _ = _timed(_import_smax)
-    result: dict[str, object] = {"env": env_id, "import_s": round(import_s, 2),
+    started = time.time()
+    info = common.machine_info()  # torch threads set above; load average at the start
+    result: dict[str, object] = {"benchmark": "smax", "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                                 "machine": info, "env": env_id, "import_s": round(import_s, 2),
                                  "xla_opt_level": int(os.environ.get("LIT_OMARL_SMAX_XLA_OPT", "1")),
                                  "torch_threads": a.threads, "cpus": os.cpu_count(),
                                  "load_avg_1min": round(os.getloadavg()[0], 2)}
@@ -64,7 +74,10 @@ def main() -> None:
     for k in range(a.repeats):
         out, w, c = _timed(lambda: run_episodes(policy, env, deterministic=True, seed=1 + k))
         steps, wall, cpu = steps + int(out["env_steps"]), wall + w, cpu + c
-    result.update(eval_episodes=a.eval_episodes, eval_steps_per_s=round(steps / wall), eval_steps_per_cpu_s=round(steps / cpu),
+    result.update(eval_episodes=a.eval_episodes, eval_s_per_evaluation=round(wall / a.repeats, 3),
+                  eval_cpu_s_per_evaluation=round(cpu / a.repeats, 3),
+                  eval_episodes_per_s=round(a.repeats * a.eval_episodes / wall, 2),
+                  eval_steps_per_s=round(steps / wall), eval_steps_per_cpu_s=round(steps / cpu),
                   eval_mean_episode_length=round(steps / (a.repeats * a.eval_episodes), 1))
 
     # raw env step of the evaluation batch (no policy): stop everywhere
@@ -91,7 +104,9 @@ def main() -> None:
     _, w, c = _timed(lambda: [genv2.step(stop) for _ in range(10)])
     result["env_step_ms_b%d" % b] = round(1e3 * c / 10, 3)
     result["env_only_steps_per_cpu_s_b%d" % b] = round(b * 10 / c)
-    print(json.dumps(result))
+    info["load_avg_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["elapsed_s"] = round(time.time() - started, 1)
+    common.emit(result, save_as="smax")
 
 
 if __name__ == "__main__":

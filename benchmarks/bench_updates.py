@@ -14,18 +14,24 @@ of ``--batch`` episodes sampled from a resident dataset in /tmp, and reports:
   target update;
 * peak resident memory of the process.
 
+Updates per timed block follow ``--budget`` (2 to 30); an algorithm whose
+warm-up update takes more than 4x the budget gets one round of one timed
+update per loop (its Trainer overhead is negligible at that cost).
+
 An algorithm that cannot run on a shape (continuous only, needs other batch
 keys, ...) is reported with its error and skipped.
 
     python benchmarks/bench_updates.py [--algorithms cfcql macql] [--shapes smac_2s3z] [--threads 2]
 
-Prints one JSON line.
+Prints one JSON line, also appended to benchmarks/results/updates.jsonl
+(with a UTC timestamp and the machine record: CPU, torch, threads, load average).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -42,6 +48,7 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> 
 
     from lit_omarl.algos import ALGORITHMS
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
     spec = common.spec_of(shape)
     cls = ALGORITHMS[name]
     if not cls.supports_discrete:
@@ -55,7 +62,7 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> 
     per_update = max(min(warm), 1e-4)
     k = int(min(30, max(2, budget_s / per_update)))
     if per_update > 4 * budget_s:  # a slow algorithm: its Trainer overhead is negligible, measure less
-        rounds = 1
+        rounds, k = 1, 1
 
     t_wall, t_cpu, b_wall, b_cpu = [], [], [], []
     for _ in range(rounds):  # interleaved blocks: load changes hit both loops alike
@@ -79,6 +86,8 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> 
     cpu_ms["forward_and_other"] = max(0.0, total_cpu / len(cpu) * 1e3 - sum(cpu_ms.values()))
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     return {
+        "timed_updates_per_block": k,
+        "rounds": rounds,
         "updates_per_s_trainer": round(1.0 / med(t_wall), 4),
         "updates_per_s_bare": round(1.0 / med(b_wall), 4),
         "s_per_update_trainer": common.summary(t_wall),
@@ -93,6 +102,8 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> 
         "peak_rss_mb": round(common.peak_rss_mb(), 1),
         "rss_after_data_mb": round(rss_data, 1),
         "threads": torch.get_num_threads(),
+        "load_avg_1_5_15_start": load_start,
+        "load_avg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -146,7 +157,7 @@ def main() -> None:
                 res = {"skipped": f"timeout after {args.timeout:.0f} s"}
             results[shape][name] = res
             print(f"{shape} {name}: {json.dumps(res)}", file=sys.stderr, flush=True)
-    info["load_avg_1_5_15_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
+    info["load_avg_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
     common.emit({
         "benchmark": "updates",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -155,7 +166,7 @@ def main() -> None:
         "machine": info,
         "elapsed_s": round(time.time() - started, 1),
         "results": results,
-    })
+    }, save_as="updates")
 
 
 if __name__ == "__main__":

@@ -350,9 +350,30 @@ def summary(seconds: list[float]) -> dict[str, float]:
     return {"median_s": round(median(seconds), 5), "min_s": round(min(seconds), 5), "n": len(seconds)}
 
 
-def emit(figures: dict[str, Any]) -> None:
-    """The one JSON line of a benchmark."""
-    print(json.dumps(figures, sort_keys=False), flush=True)
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def emit(figures: dict[str, Any], save_as: str | None = None) -> None:
+    """The one JSON line of a benchmark.
+
+    With ``save_as`` (the final line of a script, not a child's) the line also
+    gets a UTC ``timestamp`` and, if missing, the ``machine`` record (CPU,
+    torch version, threads, load average), and is appended to
+    ``benchmarks/results/<save_as>.jsonl`` (directory overridable with
+    ``LIT_OMARL_BENCH_RESULTS``; ``LIT_OMARL_BENCH_RESULTS=off`` prints only).
+    """
+    if save_as is not None:
+        figures = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures}
+        figures.setdefault("machine", machine_info())
+    line = json.dumps(figures, sort_keys=False)
+    print(line, flush=True)
+    target = os.environ.get("LIT_OMARL_BENCH_RESULTS", str(RESULTS_DIR))
+    if save_as is not None and target != "off":
+        path = Path(target) / f"{save_as}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(line + "\n")
+        print(f"appended to {path}", file=sys.stderr)
 
 
 def instrument(bare: BareLoop, segments: Segments) -> None:

@@ -196,8 +196,36 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(CONFIG_DIR.rglob("*.yaml")):
             print(path.relative_to(CONFIG_DIR))
         return 0
-    build_cli(None if from_console else argv)  # LightningCLI reads sys.argv itself when run as a command
+    bad_yaml = _config_yaml_error(argv)
+    if bad_yaml:  # like jsonargparse's own config errors: usage error, exit code 2
+        print(f"error: {bad_yaml}", file=sys.stderr)
+        raise SystemExit(2)
+    from lit_omarl.data.schema import DatasetError
+    from lit_omarl.utils.nonfinite import NonFiniteLossError, NonFiniteStateError
+
+    try:
+        build_cli(None if from_console else argv)  # LightningCLI reads sys.argv itself when run as a command
+    except (DatasetError, NonFiniteLossError, NonFiniteStateError) as err:
+        if not from_console:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _config_yaml_error(argv: list[str]) -> str | None:
+    """A YAML syntax error in a ``--config FILE`` named with its file (jsonargparse would not name it)."""
+    import yaml
+
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else arg[len("--config="):] if arg.startswith("--config=") else None
+        if path is None or not Path(path).is_file():
+            continue
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:
+            return f"{path}: not valid YAML ({' '.join(str(err).split())})"
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -200,3 +200,32 @@ def test_sequence_inputs_are_cached_per_batch_and_follow_in_place_changes():
     assert torch.equal(model.sequence_inputs(other, True), model.agent_inputs.sequence(other["obs"], other["actions"]))
     model.on_train_batch_end(None, other, 0)
     assert not model._inputs_cache
+
+
+# ---- the benchmark harness: result lines --------------------------------------------------
+
+
+def test_emit_appends_a_stamped_line_and_report_tabulates_it(tmp_path, monkeypatch, capsys):
+    import json
+
+    import common
+    import report
+
+    monkeypatch.setenv("LIT_OMARL_BENCH_RESULTS", str(tmp_path))
+    fig = {"cpu_s_per_update_bare": 2.0, "updates_per_s_trainer": 0.5, "updates_per_s_bare": 0.5,
+           "trainer_over_bare_throughput": 1.0, "trainer_over_bare_throughput_cpu": 1.0,
+           "s_per_update_bare": {"median_s": 2.0}, "breakdown_cpu_ms": {"sampling": 10.0, "backward": 990.0},
+           "peak_rss_mb": 100.0}
+    common.emit({"benchmark": "updates", "results": {"s": {"cfcql": fig}}}, save_as="updates")
+    common.emit({"benchmark": "updates", "results": {"s": {"x": {**fig, "cpu_s_per_update_bare": 5.0}}}}, save_as="updates")
+    common.emit({"child": True})  # a child's line: printed only
+    lines = (tmp_path / "updates.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["timestamp"].endswith("Z") and first["machine"]["torch"] == torch.__version__
+    assert len(first["machine"]["load_avg_1_5_15"]) == 3 and first["machine"]["threads"] >= 1
+    assert capsys.readouterr().out.count("\n") == 3
+    # the newest line of each algorithm is kept; "x CFCQL (CPU)" = 5.0 / 2.0
+    rows = report.latest_updates([json.loads(x) for x in lines])["s"]
+    table = report.updates_table("s", rows)
+    assert "| x | 0.500 | 0.500 | 1.00 | 1.00 | 2.00 | 5.00 | 2.50 | 10 / - / - / 990 / - / - | 100 |" in table

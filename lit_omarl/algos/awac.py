@@ -17,6 +17,7 @@ from lit_omarl.algos.losses.advantage import (
     squared_td_loss,
     value_targets,
 )
+from lit_omarl.utils.rng import CheckpointedGenerator
 
 
 @register_algorithm("awac")
@@ -61,19 +62,22 @@ class AWAC(CentralCriticAWR):
         **kwargs: Any,
     ) -> None:
         super().__init__(spec=spec, temperature=temperature, **kwargs)
-        self._generator: torch.Generator | None = None
+        self.sample_rng = CheckpointedGenerator(self.hparams.seed, "awac_generator")
 
-    def _sample_generator(self) -> torch.Generator:
-        if self._generator is None or self._generator.device != self.device:
-            self._generator = torch.Generator(device=self.device).manual_seed(self.hparams.seed)
-        return self._generator
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        self.sample_rng.save(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.sample_rng.load(checkpoint)
 
     def _expected_q(self, critic: torch.nn.Module, state: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """E_{a ~ prod_i pi_i}[min_k Q_k(state, a)]: state [B, T, S], probs [B, T, N, A] -> [B, T]."""
         hp = self.hparams
         return joint_policy_expectation(
             lambda joint: critic(state, joint).min(0).values,
-            probs, hp.max_enumerate, hp.n_action_samples, self._sample_generator(),
+            probs, hp.max_enumerate, hp.n_action_samples, self.sample_rng.get(self.device),
         )
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from lit_omarl.algos.base import Batch, ConservativeQMIX, register_algorithm
 from lit_omarl.algos.losses import macql_term
+from lit_omarl.utils.rng import CheckpointedGenerator
 
 
 @register_algorithm("macql")
@@ -50,32 +51,19 @@ class MACQL(ConservativeQMIX):
         super().__init__(spec=spec, cql_alpha=cql_alpha, **kwargs)
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        self._generator: torch.Generator | None = None
-        self._generator_state: dict[str, Any] | None = None  # restored from a checkpoint, applied lazily
-
-    def _sample_generator(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(int(self.hparams.seed))
-            saved = self._generator_state
-            if saved is not None and saved["device_type"] == device.type:
-                self._generator.set_state(saved["state"])
-        return self._generator
+        self.sample_rng = CheckpointedGenerator(self.hparams.seed, "macql_generator")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self._generator is not None:
-            checkpoint["macql_generator"] = {
-                "device_type": self._generator.device.type,
-                "state": self._generator.get_state(),
-            }
+        super().on_save_checkpoint(checkpoint)
+        self.sample_rng.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._generator_state = checkpoint.get("macql_generator")
-        self._generator = None
+        super().on_load_checkpoint(checkpoint)
+        self.sample_rng.load(checkpoint)
 
     def conservative_gap(
         self, q_all: torch.Tensor, batch: Batch, avail: torch.Tensor, q_taken_tot: torch.Tensor, mixer_params: Any
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        generator = self._sample_generator(q_all.device)
+        generator = self.sample_rng.get(q_all.device)
         gap = macql_term(q_all, avail, q_taken_tot, mixer_params, self.mixer.mix, self.hparams.n_samples, generator)
         return gap, {}

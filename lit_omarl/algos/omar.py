@@ -27,6 +27,7 @@ from lit_omarl.algos.losses.omar import (
     target_nll,
 )
 from lit_omarl.nets.agents import make_agent
+from lit_omarl.utils.rng import CheckpointedGenerator
 
 
 @register_algorithm("omar")
@@ -138,8 +139,7 @@ class OMAR(OfflineMARLModule):
         critic_in = s.obs_dim + s.n_agents + (s.state_dim if critic_inputs == "state_obs" else 0)
         self.critic = make_agent(critic_agent, critic_in, s.n_actions, critic_hidden_dim)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self._generator: torch.Generator | None = None
-        self._generator_state: dict[str, Any] | None = None
+        self.search_rng = CheckpointedGenerator(self.hparams.seed, "omar_generator")
 
     # ---- capabilities, optimisers, acting --------------------------------------
     @property
@@ -158,22 +158,13 @@ class OMAR(OfflineMARLModule):
         return policy_actions(out, avail, deterministic)
 
     # ---- the search's random stream (checkpointed) ----------------------------
-    def _search_generator(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(int(self.hparams.seed))
-            saved = self._generator_state
-            if saved is not None and saved["device_type"] == device.type:
-                self._generator.set_state(saved["state"])
-        return self._generator
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self._generator is not None:
-            checkpoint["omar_generator"] = {"device_type": self._generator.device.type, "state": self._generator.get_state()}
+        super().on_save_checkpoint(checkpoint)
+        self.search_rng.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._generator_state = checkpoint.get("omar_generator")
-        self._generator = None
+        super().on_load_checkpoint(checkpoint)
+        self.search_rng.load(checkpoint)
 
     # ---- training ----------------------------------------------------------------
     def critic_inputs(self, batch: Batch) -> torch.Tensor:
@@ -231,7 +222,7 @@ class OMAR(OfflineMARLModule):
                 greedy = logp.detach().argmax(-1)  # masked log-probs: greedy among available actions
                 noise = torch.randn(
                     (hp.omar_iters, *greedy.shape, hp.omar_num_samples),
-                    generator=self._search_generator(greedy.device),
+                    generator=self.search_rng.get(greedy.device),
                     device=greedy.device,
                 )
                 target_actions = omar_targets(q_new, avail_t, greedy, noise)

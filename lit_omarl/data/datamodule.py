@@ -41,7 +41,7 @@ def default_cache_dir() -> Path:
 
 def read_spec(path: str | Path) -> EnvSpec:
     """Read the EnvSpec of a dataset file from its attributes (cheap: no arrays)."""
-    from lit_omarl.data.schema import DatasetError
+    from lit_omarl.data.schema import DatasetError, _coerce_spec
 
     path = Path(path)
     try:
@@ -53,7 +53,7 @@ def read_spec(path: str | Path) -> EnvSpec:
         raise DatasetError(str(path), "<file>", f"not a readable HDF5 file ({err})") from None
     if raw is None:
         raise DatasetError(str(path), "spec", "attribute missing: not a lit_omarl dataset (import it with `lit-omarl data import`)")
-    return EnvSpec.from_json(raw if isinstance(raw, str) else raw.decode())
+    return _coerce_spec(raw, str(path))
 
 
 def generated_path(env: str, behaviour: str, episodes: int, seed: int, env_options: dict | None, cache_dir: Path) -> Path:

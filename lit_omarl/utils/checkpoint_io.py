@@ -28,3 +28,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Always ``weights_only=True``: a checkpoint never runs pickled code, whatever
+        ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` or a caller asks."""
+        if weights_only is False:
+            raise ValueError(f"{path}: lit_omarl loads checkpoints with weights_only=True only")
+        if map_location is None:
+            return super().load_checkpoint(path, weights_only=True)
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
