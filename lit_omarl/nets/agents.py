@@ -108,8 +108,8 @@ class RNNAgent(nn.Module):
             y, h_last = self.rnn(x, h_last)  # [B*N, T, H], [1, B*N, H]
         else:
             parts = []
-            for s in range(0, t, seg):
-                y, h_last = self.rnn(x[:, s : s + seg], h_last)
+            for chunk in x.split(seg, dim=1):  # split, not slicing: the backward of a slice
+                y, h_last = self.rnn(chunk, h_last)  # zero-fills a full-size gradient buffer each time
                 parts.append(y)
             y = torch.cat(parts, dim=1)
         y = y.reshape(b, n, t, self.hidden_dim).permute(0, 2, 1, 3)
