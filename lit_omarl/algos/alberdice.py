@@ -12,14 +12,13 @@ dataset actions are under their current policies.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
 import torch
 
 from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
 from lit_omarl.algos.inspo import gather_actions
-from lit_omarl.algos.losses import NEG_INF, ensure_some_available, masked_log_softmax, masked_mean
+from lit_omarl.algos.losses import ensure_some_available, masked_log_softmax, masked_mean, policy_actions
 from lit_omarl.algos.losses.alberdice import (
     absorbing_mass,
     absorbing_value,
@@ -179,25 +178,17 @@ class AlberDICE(OfflineMARLModule):
         avail = ensure_some_available(batch["avail_actions"][:, :-1])
         log_mu_others = self.ar_behaviour.log_prob_others(batch["state"][:, :-1], batch["actions"], avail)
         loss = self.policy_nll(self.behaviour, batch) + masked_mean(-log_mu_others, batch["mask"].unsqueeze(-1))
-        self._step(3, loss, [*self.behaviour.parameters(), *self.ar_behaviour.parameters()])
+        self._update(3, loss, [*self.behaviour.parameters(), *self.ar_behaviour.parameters()])
         return loss.detach()
 
-    def _step(self, index: int, loss: torch.Tensor, params: list[torch.nn.Parameter], count: bool = False) -> None:
-        wrapped = self.optimizers()[index]
-        wrapped.optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.hparams.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.hparams.grad_clip_norm)
-        (wrapped if count else wrapped.optimizer).step()
+    def _update(self, index: int, loss: torch.Tensor, params: Any, count: bool = False) -> None:
+        self.step_optimizer(index, loss, params, self.hparams.grad_clip_norm, count=count)
 
     def _policy_step(self, inputs: torch.Tensor, h: Any) -> tuple[torch.Tensor, Any]:
         return self.actors.step(inputs, h)
 
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        logits = out.masked_fill(~avail, NEG_INF)
-        if deterministic:
-            return logits.argmax(-1)
-        return torch.distributions.Categorical(logits=logits).sample()
+        return policy_actions(out, avail, deterministic)
 
     # ---- training ------------------------------------------------------------------
     def _others_kl(self, i: int, log_pi: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
@@ -254,17 +245,17 @@ class AlberDICE(OfflineMARLModule):
             nu_loss = dice_nu_loss(e, w, masked_mean(rho, mask), nu_all[:, :-1][mask > 0], alpha, hp.gamma, p_abs, nu_abs)
             if hp.nu_grad_penalty > 0:
                 nu_loss = nu_loss + hp.nu_grad_penalty * self._nu_gradient_penalty(self.nu_nets[i], valid_states)
-            self._step(1, nu_loss, list(self.nu_nets[i].parameters()))
+            self._update(1, nu_loss, list(self.nu_nets[i].parameters()))
 
             # e_i: regression of the residual + CQL towards mu^i
             e_all = self.e_nets[i].net(state[:, :-1])
             e_loss, e_reg, e_cql = e_network_loss(e_all, a_i, e.detach(), av_i, log_mu[..., i, :].exp() * av_i, w, hp.cql_coeff)
-            self._step(2, e_loss, list(self.e_nets[i].parameters()))
+            self._update(2, e_loss, list(self.e_nets[i].parameters()))
 
             # policy extraction (I-projection)
             logits_i, _ = self.actors.agent_seq(i, inputs)
             p_loss = i_projection_loss(masked_log_softmax(logits_i, av_i), e_all.detach(), log_mu[..., i, :], av_i, w, alpha)
-            self._step(0, p_loss, list(self.actors.nets[i].parameters()), count=pos == n - 1)
+            self._update(0, p_loss, list(self.actors.nets[i].parameters()), count=pos == n - 1)
 
             with torch.no_grad():
                 if pos < n - 1:  # the next agent best-responds to the updated policy

@@ -321,6 +321,20 @@ class OfflineMARLModule(L.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=clip_norm, gradient_clip_algorithm="norm")
         optimizer.step()
 
+    def step_optimizer(self, index: int, loss: torch.Tensor, params: Any, clip_norm: float, *, count: bool = False) -> None:
+        """zero_grad -> backward -> clip ``params`` -> step of optimizer ``index``.
+
+        Only ``count=True`` steps through Lightning's wrapper (one global step);
+        otherwise the raw optimizer steps (a secondary update: actors, critics of
+        sequential methods, behaviour models).
+        """
+        wrapped = self.optimizers()[index]
+        wrapped.optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        (wrapped if count else wrapped.optimizer).step()
+
     def log_train(self, metrics: dict[str, torch.Tensor | float]) -> None:
         """Logs ``train/<name>`` and ``perf/updates_per_sec`` (moving average of the update rate).
 

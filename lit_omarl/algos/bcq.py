@@ -79,13 +79,8 @@ class BCQMA(QMIX):
         return self.hparams.behaviour_pretrain_steps, self.hparams.behaviour_patience
 
     def behaviour_update(self, batch: Batch) -> torch.Tensor:
-        opt = self.raw_optimizer(1)  # secondary: does not advance trainer.global_step
-        loss = self.policy_nll(self.behaviour, batch)
-        opt.zero_grad()
-        loss.backward()
-        if self.hparams.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.behaviour.parameters(), self.hparams.grad_clip_norm)
-        opt.step()
+        loss = self.policy_nll(self.behaviour, batch)  # secondary optimizer 1: not a global step
+        self.step_optimizer(1, loss, self.behaviour.parameters(), self.hparams.grad_clip_norm)
         return loss.detach()
 
     # ---- training: the base learner maximises over the allowed actions only -----

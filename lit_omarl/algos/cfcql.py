@@ -107,14 +107,8 @@ class CFCQL(ConservativeQMIX):
         return self.hparams.behaviour_pretrain_steps, self.hparams.behaviour_patience
 
     def behaviour_update(self, batch: Batch) -> torch.Tensor:
-        # A secondary optimizer: stepped raw, so it does not advance trainer.global_step.
-        opt = self.raw_optimizer(1)
-        loss = self.policy_nll(self.behaviour, batch)
-        opt.zero_grad()
-        loss.backward()
-        if self.hparams.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.behaviour.parameters(), self.hparams.grad_clip_norm)
-        opt.step()
+        loss = self.policy_nll(self.behaviour, batch)  # secondary optimizer 1: not a global step
+        self.step_optimizer(1, loss, self.behaviour.parameters(), self.hparams.grad_clip_norm)
         return loss.detach()
 
     # ---- the counterfactual regulariser --------------------------------------

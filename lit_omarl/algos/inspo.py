@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
-from lit_omarl.algos.losses import NEG_INF, ensure_some_available, masked_log_softmax, masked_mean
+from lit_omarl.algos.losses import NEG_INF, ensure_some_available, masked_log_softmax, masked_mean, policy_actions
 from lit_omarl.algos.losses.inspo import (
     alpha_temperature_loss,
     importance_resample,
@@ -245,27 +245,17 @@ class InSPO(OfflineMARLModule):
         log_mu_others = self.ar_behaviour.log_prob_others(batch["state"][:, :-1], batch["actions"], avail)
         loss = self.policy_nll(self.behaviour, batch) + masked_mean(-log_mu_others, batch["mask"].unsqueeze(-1))
         params = [*self.behaviour.parameters(), *self.ar_behaviour.parameters()]
-        self._step(2, loss, params)
+        self._update(2, loss, params)
         return loss.detach()
 
-    def _step(self, index: int, loss: torch.Tensor, params: list[torch.nn.Parameter], count: bool = False) -> None:
-        """Backward + clip + step of optimizer ``index``; only ``count=True`` steps through Lightning."""
-        wrapped = self.optimizers()[index]
-        wrapped.optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.hparams.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.hparams.grad_clip_norm)
-        (wrapped if count else wrapped.optimizer).step()
+    def _update(self, index: int, loss: torch.Tensor, params: Any, count: bool = False) -> None:
+        self.step_optimizer(index, loss, params, self.hparams.grad_clip_norm, count=count)
 
-    # ---- acting ----------------------------------------------------------------
     def _policy_step(self, inputs: torch.Tensor, h: Any) -> tuple[torch.Tensor, Any]:
         return self.actors.step(inputs, h)
 
     def _select_actions(self, out: torch.Tensor, avail: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        logits = out.masked_fill(~avail, NEG_INF)
-        if deterministic:
-            return logits.argmax(-1)
-        return torch.distributions.Categorical(logits=logits).sample()
+        return policy_actions(out, avail, deterministic)
 
     # ---- training ----------------------------------------------------------------
     def agent_order(self, scores: torch.Tensor) -> list[int]:
@@ -331,7 +321,7 @@ class InSPO(OfflineMARLModule):
             # local critic Q^i on D_rho (Eq. 24)
             q_i = self.critics[i].net(state[:, :-1])
             c_loss, td, cql = inspo_critic_loss(q_i, a_i, y, av_i[:, :-1], w, hp.cql_alpha)
-            self._step(1, c_loss, list(self.critics[i].parameters()))
+            self._update(1, c_loss, list(self.critics[i].parameters()))
 
             # in-sample policy update on D_rho (Eq. 20)
             with torch.no_grad():
@@ -340,7 +330,7 @@ class InSPO(OfflineMARLModule):
             logits_i, _ = self.actors.agent_seq(i, inputs[:, :-1])
             logp_i = gather_actions(masked_log_softmax(logits_i, av_i[:, :-1]), a_i)
             p_loss = inspo_policy_loss(logp_i, pw, w)
-            self._step(0, p_loss, list(self.actors.nets[i].parameters()), count=pos == n - 1)
+            self._update(0, p_loss, list(self.actors.nets[i].parameters()), count=pos == n - 1)
 
             with torch.no_grad():
                 if hp.sequential and pos < n - 1:  # later agents of this update see pi_new^i
@@ -356,7 +346,7 @@ class InSPO(OfflineMARLModule):
         with torch.no_grad():
             kl = kl_categorical(log_pi[:, :-1], log_mu[:, :-1], avail[:, :-1])  # [B, L, N]
         if hp.auto_alpha:
-            self._step(3, alpha_temperature_loss(self.log_alpha, kl, mask, hp.target_kl), [self.log_alpha])
+            self._update(3, alpha_temperature_loss(self.log_alpha, kl, mask, hp.target_kl), [self.log_alpha])
         metrics = {k: torch.stack(v).mean() for k, v in logs.items()}
         metrics.update(alpha=alpha, beta=beta, kl_mean=masked_mean(kl.mean(-1), mask))
         self.log_train(metrics)

@@ -21,7 +21,6 @@ from lit_omarl.algos.losses.advantage import (
     awr_weights,
     expectile_loss,
     policy_actions,
-    secondary_step,
     soft_update,
     squared_td_loss,
     taken_log_probs,
@@ -94,7 +93,7 @@ class CentralCriticAWR(OfflineMARLModule):
         """-E[w(s, a) * (1/N) sum_i log pi_i(a_i | tau_i)], stepped on the policy optimizer."""
         avail = ensure_some_available(batch["avail_actions"][:, : logits.shape[1]])
         loss = weighted_nll(taken_log_probs(logits, batch["actions"], avail), weights, batch["mask"])
-        secondary_step(self, 1, loss, self.policy, self.hparams.grad_clip_norm)
+        self.step_optimizer(1, loss, self.policy.parameters(), self.hparams.grad_clip_norm)
         return loss.detach()
 
 
@@ -142,7 +141,7 @@ class IQL(CentralCriticAWR):
             q_bar = self.target_critic(state[:, :-1], actions).min(0).values  # [B, L]
         v = self.value(state).squeeze(-1)  # [B, L+1]
         v_loss = masked_mean(expectile_loss(q_bar - v[:, :-1], hp.expectile), mask)
-        secondary_step(self, 2, v_loss, self.value, hp.grad_clip_norm)
+        self.step_optimizer(2, v_loss, self.value.parameters(), hp.grad_clip_norm)
 
         v = v.detach()
         targets = value_targets(batch["reward"], batch["terminated"], v[:, 1:], hp.gamma)

@@ -13,7 +13,6 @@ from lit_omarl.algos.losses.advantage import (
     AWR_MAX_WEIGHT,
     awr_weights,
     policy_actions,
-    secondary_step,
     soft_update,
     squared_td_loss,
     taken_log_probs,
@@ -185,9 +184,9 @@ class OMAC(OfflineMARLModule):
         policy_loss = weighted_nll(taken_log_probs(logits, actions, avail_all[:, :-1]), weights, mask)
 
         if self.v_net is not None:
-            secondary_step(self, 2, v_loss, self.v_net, hp.grad_clip_norm)
+            self.step_optimizer(2, v_loss, self.v_net.parameters(), hp.grad_clip_norm)
         self.optimise(self.main_optimizer(), q_loss, hp.grad_clip_norm)
-        secondary_step(self, 1, policy_loss, self.policy, hp.grad_clip_norm)
+        self.step_optimizer(1, policy_loss, self.policy.parameters(), hp.grad_clip_norm)
         soft_update(self.target_q, self.q_net, hp.tau)
         soft_update(self.target_mixer, self.mixer, hp.tau)
 

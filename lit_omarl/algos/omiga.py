@@ -16,7 +16,6 @@ from lit_omarl.algos.base import Batch, OfflineMARLModule, register_algorithm
 from lit_omarl.algos.losses import ensure_some_available, masked_mean
 from lit_omarl.algos.losses.advantage import (
     policy_actions,
-    secondary_step,
     soft_update,
     squared_td_loss,
     taken_log_probs,
@@ -149,9 +148,9 @@ class OMIGA(OfflineMARLModule):
         logits, _ = self.policy.forward_seq(inputs[:, :-1])
         policy_loss = weighted_nll(taken_log_probs(logits, actions, avail), weights, mask)
 
-        secondary_step(self, 2, policy_loss, self.policy, hp.grad_clip_norm)
+        self.step_optimizer(2, policy_loss, self.policy.parameters(), hp.grad_clip_norm)
         self.optimise(self.main_optimizer(), q_loss, hp.grad_clip_norm)
-        secondary_step(self, 1, v_loss, self.v_net, hp.grad_clip_norm)
+        self.step_optimizer(1, v_loss, self.v_net.parameters(), hp.grad_clip_norm)
         for target, online in ((self.target_q, self.q_net), (self.target_v, self.v_net), (self.target_mixer, self.mixer)):
             soft_update(target, online, hp.tau)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -96,17 +95,6 @@ def weighted_nll(log_probs: torch.Tensor, weights: torch.Tensor, mask: torch.Ten
     if weights.dim() == log_probs.dim() - 1:
         weights = weights.unsqueeze(-1)
     return masked_mean(-weights.detach() * log_probs, mask.unsqueeze(-1))
-
-
-def secondary_step(module: Any, index: int, loss: torch.Tensor, net: torch.nn.Module, clip_norm: float) -> None:
-    """zero_grad -> backward -> clip -> step of the raw secondary optimizer ``index`` of the
-    LightningModule ``module`` (does not advance ``trainer.global_step``); clips ``net``'s gradients."""
-    opt = module.raw_optimizer(index)
-    opt.zero_grad()
-    module.manual_backward(loss)
-    if clip_norm > 0:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
-    opt.step()
 
 
 @torch.no_grad()
