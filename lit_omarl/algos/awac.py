@@ -64,14 +64,6 @@ class AWAC(CentralCriticAWR):
         super().__init__(spec=spec, temperature=temperature, **kwargs)
         self.sample_rng = CheckpointedGenerator(self.hparams.seed, "awac_generator")
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        self.sample_rng.save(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.sample_rng.load(checkpoint)
-
     def _expected_q(self, critic: torch.nn.Module, state: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """E_{a ~ prod_i pi_i}[min_k Q_k(state, a)]: state [B, T, S], probs [B, T, N, A] -> [B, T]."""
         hp = self.hparams

@@ -38,6 +38,7 @@ from lit_omarl.nets.agents import AgentInputs, make_agent
 from lit_omarl.nets.mixers import make_mixer
 from lit_omarl.spec import EnvSpec
 from lit_omarl.utils.nonfinite import check_finite_metrics
+from lit_omarl.utils.rng import CheckpointedGenerator
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,19 @@ class OfflineMARLModule(L.LightningModule):
             raise ValueError(f"the dataset's spec does not match its environment {spec.env_id!r} used for evaluation "
                              f"({'; '.join(diff)}) {hint}")
 
+    def _checkpointed_rngs(self) -> list[CheckpointedGenerator]:
+        return [v for v in vars(self).values() if isinstance(v, CheckpointedGenerator)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Saves the state of every CheckpointedGenerator attribute (sampling streams of MACQL, OMAR, AWAC...)."""
+        for rng in self._checkpointed_rngs():
+            rng.save(checkpoint)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse, naming the checkpoint, to resume a model trained on data of other dimensions."""
+        """Restores the CheckpointedGenerator attributes; refuses, naming the checkpoint, to resume a
+        model trained on data of other dimensions."""
+        for rng in self._checkpointed_rngs():
+            rng.load(checkpoint)
         saved = (checkpoint.get("hyper_parameters") or {}).get("spec")
         if not saved:
             return

@@ -53,14 +53,6 @@ class MACQL(ConservativeQMIX):
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         self.sample_rng = CheckpointedGenerator(self.hparams.seed, "macql_generator")
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        self.sample_rng.save(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.sample_rng.load(checkpoint)
-
     def conservative_gap(
         self, q_all: torch.Tensor, batch: Batch, avail: torch.Tensor, q_taken_tot: torch.Tensor, mixer_params: Any
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

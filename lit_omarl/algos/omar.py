@@ -158,14 +158,6 @@ class OMAR(OfflineMARLModule):
         return policy_actions(out, avail, deterministic)
 
     # ---- the search's random stream (checkpointed) ----------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        self.search_rng.save(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.search_rng.load(checkpoint)
-
     # ---- training ----------------------------------------------------------------
     def critic_inputs(self, batch: Batch) -> torch.Tensor:
         """[B, L+1, N, in] critic inputs: ([state,] obs_i, agent id one-hot)."""
