@@ -129,19 +129,21 @@ class _Source:
 
     #: path of the source (folder or file), used for provenance
     root: Path
+    #: the fields by name: memory-mapped arrays or HDF5 datasets (anything with shape, dtype, slicing)
+    _fields: Any
 
     def has(self, name: str) -> bool:
-        raise NotImplementedError
+        return name in self._fields
 
     def shape(self, name: str) -> tuple[int, ...]:
-        raise NotImplementedError
+        return tuple(self._fields[name].shape)
 
     def dtype(self, name: str) -> np.dtype:
-        raise NotImplementedError
+        return self._fields[name].dtype
 
     def read(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
         """Episodes ``start:stop`` of field ``name`` as an in-memory array."""
-        raise NotImplementedError
+        return np.asarray(self._fields[name][start:stop])
 
     def where(self, name: str) -> tuple[str, str]:
         """(path, key) naming field ``name`` in error messages."""
@@ -161,7 +163,7 @@ class _NpyFolderSource(_Source):
 
     def __init__(self, folder: Path) -> None:
         self.root = folder
-        self._arrays: dict[str, np.ndarray] = {}
+        self._fields: dict[str, np.ndarray] = {}
         for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
             file = folder / f"{name}.npy"
             if not file.exists():
@@ -174,19 +176,7 @@ class _NpyFolderSource(_Source):
                 raise DatasetError(str(file), name, f"not a readable .npy array ({type(exc).__name__}: {exc})") from exc
             if not isinstance(array, np.ndarray):
                 raise DatasetError(str(file), name, "expected a single .npy array, found an .npz archive")
-            self._arrays[name] = array
-
-    def has(self, name: str) -> bool:
-        return name in self._arrays
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._arrays[name].shape)
-
-    def dtype(self, name: str) -> np.dtype:
-        return self._arrays[name].dtype
-
-    def read(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
-        return np.asarray(self._arrays[name][start:stop])
+            self._fields[name] = array
 
     def where(self, name: str) -> tuple[str, str]:
         return str(self.root / f"{name}.npy"), name
@@ -201,7 +191,7 @@ class _H5Source(_Source):
 
     def __init__(self, path: Path, handle: Any) -> None:
         self.root = path
-        self._file = handle
+        self._fields = handle
         for name in REQUIRED_FIELDS:
             if name not in handle:
                 raise DatasetError(str(path), name, "required dataset is missing from the HDF5 file")
@@ -209,23 +199,11 @@ class _H5Source(_Source):
             if name in handle and not hasattr(handle[name], "shape"):
                 raise DatasetError(str(path), name, "expected an HDF5 dataset, found a group")
 
-    def has(self, name: str) -> bool:
-        return name in self._file
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._file[name].shape)
-
-    def dtype(self, name: str) -> np.dtype:
-        return self._file[name].dtype
-
-    def read(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
-        return np.asarray(self._file[name][start:stop])
-
     def where(self, name: str) -> tuple[str, str]:
         return str(self.root), name
 
     def extra_keys(self) -> list[str]:
-        return sorted(k for k in self._file.keys() if k not in REQUIRED_FIELDS + OPTIONAL_FIELDS)
+        return sorted(k for k in self._fields.keys() if k not in REQUIRED_FIELDS + OPTIONAL_FIELDS)
 
 
 # --------------------------------------------------------------------------
