@@ -98,9 +98,12 @@ def _data_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     imp = sub.add_parser("import", help="convert a published dataset into a lit_omarl HDF5 file")
-    imp.add_argument("--format", required=True, choices=["pymarl-npy", "cfcql-h5"])
-    imp.add_argument("--env", required=True, help="env id the data belongs to, e.g. bridge or sc2/2s3z")
-    imp.add_argument("src", help="source folder (pymarl-npy) or file (cfcql-h5)")
+    from lit_omarl.data.importers import IMPORTERS
+
+    imp.add_argument("--format", required=True, choices=sorted(IMPORTERS))
+    imp.add_argument("--env", default=None, help="env id the data belongs to, e.g. bridge (pymarl-npy); "
+                     "derived from the source when omitted for cfcql-h5 (sc2/<map>) and omar-npy (from its folder)")
+    imp.add_argument("src", help="source folder (pymarl-npy, omar-npy) or file (cfcql-h5)")
     imp.add_argument("--out", required=True)
     imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     imp.add_argument("--option", action="append", help="env option KEY=VALUE (JSON values)")
