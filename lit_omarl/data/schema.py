@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from lit_omarl.spec import EnvSpec
+from lit_omarl.utils.atomic import default_file_mode
 
 FORMAT_VERSION = 1
 
@@ -355,6 +356,7 @@ def write_dataset(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], att
                     a = a.astype(np.uint8)
                 chunks = _chunks(a)
                 f.create_dataset(key, data=a, chunks=chunks, compression=_COMPRESSION if chunks else None)
+        os.chmod(tmp, default_file_mode())  # mkstemp made it 0600
         _publish(tmp, path, overwrite)
     finally:
         tmp.unlink(missing_ok=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +11,13 @@ import torch
 from torchmetrics.aggregation import MeanMetric
 
 from lit_omarl.eval.rollout import evaluate
+from lit_omarl.utils.atomic import atomic_write_text
 from lit_omarl.spec import EnvSpec
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON next to ``path`` and rename it into place (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 class EvaluationCallback(L.Callback):

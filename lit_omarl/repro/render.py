@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lit_omarl.repro import stats
 from lit_omarl.repro.table import Cell, Profile, RunResult, TableSpec
+from lit_omarl.utils.atomic import atomic_write_text
 
 NOT_RUN = "n/a"
 NOT_REPORTED = "—"
@@ -57,21 +57,6 @@ class RowAnalysis:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def output_stem(table: TableSpec, profile: str) -> str:

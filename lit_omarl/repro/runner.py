@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lit_omarl.repro.render import RenderMeta, atomic_write_text, format_duration, write_outputs
+from lit_omarl.repro.render import RenderMeta, format_duration, write_outputs
+from lit_omarl.utils.atomic import atomic_write_text
 from lit_omarl.repro.table import ReproError, RunResult, RunSpec, TableSpec, load_callable
 
 RESULT_FILE = "result.json"
