@@ -320,6 +320,15 @@ def smax_recipe(
     return items
 
 
+def _reuse(item: RecipeItem, path: Path, want: dict[str, Any], previous: dict[str, Any],
+           say: Callable[[str], None]) -> RecipeItem:
+    """An existing ``path`` made with the settings ``want`` (else RecipeError): reuse it as is."""
+    _check_existing(path, want)
+    item = _finish(item, path, previous)
+    _log_item(item, say)
+    return item
+
+
 def _log_item(item: RecipeItem, say: Callable[[str], None]) -> None:
     timing = f", {item.seconds:.1f} s, {item.steps_per_second:.0f} env steps/s" if item.seconds and item.steps_per_second else ""
     say(f"[{item.quality}] {item.status}: {item.file} ({item.episodes} episodes, {item.transitions} steps{timing})")
@@ -340,10 +349,7 @@ def _mixed_item(path: Path, out: Path, map_name: str, episodes: int, seed: int, 
                       command=f"interleave the first {n_medium} episodes of {parts['medium'].name} and the first "
                               f"{n_expert} of {parts['expert'].name} (medium, expert, medium, ...)")
     if path.exists() and not overwrite:
-        _check_existing(path, want)
-        item = _finish(item, path, previous)
-        _log_item(item, say)
-        return item
+        return _reuse(item, path, want, previous, say)
     item.status, item.load_average = "generated", _load_str()
     start = time.perf_counter()
     arrays: dict[str, np.ndarray] = {}
@@ -387,10 +393,7 @@ def _replay_item(path: Path, map_name: str, replay: str | Path | None, overwrite
     want = {"env": f"smax/{map_name}", "replay_sha256": digest}
     item = RecipeItem("medium_replay", str(path), "cached", command=f"copy of {src} (sha256 {digest})")
     if path.exists() and not overwrite:
-        _check_existing(path, want)
-        item = _finish(item, path, previous)
-        _log_item(item, say)
-        return item
+        return _reuse(item, path, want, previous, say)
     item.status, item.load_average = "generated", _load_str()
     start = time.perf_counter()
     data = read_dataset(src)  # validates
