@@ -96,9 +96,8 @@ def run_cell_with_curves(run: Any, workdir: Path) -> dict[str, float]:
     Budget keys besides those of ``run_cell``: ``q_true`` (the true value of the
     dataset's joint actions; gives ``q_rel_error``). Adds
     ``trainer.log_every_n_steps`` so that every run logs about ``LOG_POINTS`` points,
-    and seeds the model (``model.init_args.seed``: evaluation episodes, sampled
-    actions) and the batch sampler (``data.seed``) with the run's seed; the dataset
-    itself (``data.generate_seed``) stays the config's.
+    (the run's seed also seeds the model's streams and the batch sampler: see
+    :func:`lit_omarl.repro.train.fit_config`).
     """
     from lit_omarl.repro.train import run_cell
 
@@ -109,10 +108,6 @@ def run_cell_with_curves(run: Any, workdir: Path) -> dict[str, float]:
         raise ValueError(f"{run.label}: the budget needs max_steps >= 1 to draw curves, got {budget.get('max_steps')}")
     overrides = {
         "trainer.log_every_n_steps": max(1, max_steps // LOG_POINTS),
-        # fit_config sets only seed_everything; the model's own streams (evaluation episodes, sampled actions)
-        # and the batch sampler take their own seeds, which would otherwise stay 0 for every run seed
-        "model.init_args.seed": int(run.seed),
-        "data.seed": int(run.seed),
         **dict(run.overrides),
     }
     try:

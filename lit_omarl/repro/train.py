@@ -36,6 +36,9 @@ def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, An
                progress_bar: bool = False) -> dict[str, float]:
     """Run ``fit`` for one config and seed; return the final evaluation metrics.
 
+    ``seed`` sets ``seed_everything``, the model's ``seed`` and the data's ``seed``
+    (the dataset itself, ``data.generate_seed``, stays the config's).
+
     ``overrides`` maps dotted LightningCLI keys (``trainer.max_steps``,
     ``model.init_args.cql_alpha``, ``data.episodes`` ...) to values.
     """
@@ -45,6 +48,10 @@ def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, An
         "fit",
         "--config", str(config_path(config)),
         f"--seed_everything={seed}",
+        # the run seed also seeds the model's own streams (evaluation episodes, sampled actions) and
+        # the batch sampler, whose defaults (0) would otherwise be shared by every seed of a table
+        f"--model.init_args.seed={seed}",
+        f"--data.seed={seed}",
         f"--trainer.default_root_dir={workdir}",
         f"--trainer.enable_progress_bar={str(progress_bar).lower()}",
         "--trainer.logger.class_path=lightning.pytorch.loggers.TensorBoardLogger",
