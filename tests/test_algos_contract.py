@@ -105,15 +105,13 @@ DISCRETE = sorted(name for name, cls in ALGORITHMS.items() if cls.supports_discr
 CASES = [(name, agent) for name in DISCRETE for agent in AGENT_TYPES]
 
 
-@pytest.mark.parametrize(("name", "agent"), CASES)
-def test_algorithm_contract(name, agent, tmp_path):
-    torch.manual_seed(0)
-    cls = ALGORITHMS[name]
-    model = cls(spec=SPEC.to_dict(), agent=agent, **COMMON, **FAST.get(name, {}))
+
+def fit_three_updates(model, data):
+    """Shared contract: manual optimisation, spec in hparams, 3 updates = 3 global steps that change
+    every trainable parameter and keep them finite. Returns the trainer."""
     assert model.automatic_optimization is False
     assert isinstance(model.hparams["spec"], dict)
     trainable = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
-    data = TinyData()
     trainer = make_trainer(max_steps=3)
     trainer.fit(model, datamodule=data)
     assert trainer.global_step == 3  # only the main optimizer counts
@@ -121,6 +119,15 @@ def test_algorithm_contract(name, agent, tmp_path):
     assert not unchanged, f"parameters not updated: {unchanged}"
     for p in model.parameters():
         assert torch.isfinite(p).all()
+    return trainer
+
+@pytest.mark.parametrize(("name", "agent"), CASES)
+def test_algorithm_contract(name, agent, tmp_path):
+    torch.manual_seed(0)
+    cls = ALGORITHMS[name]
+    model = cls(spec=SPEC.to_dict(), agent=agent, **COMMON, **FAST.get(name, {}))
+    data = TinyData()
+    trainer = fit_three_updates(model, data)
 
     # act(): long [B, N] actions among the available ones, over a few steps with the hidden state.
     g = torch.Generator().manual_seed(1)
@@ -233,17 +240,8 @@ def test_continuous_algorithm_contract(name, agent, tmp_path):
     torch.manual_seed(0)
     cls = ALGORITHMS[name]
     model = continuous_model(name, agent)
-    assert model.automatic_optimization is False
-    assert isinstance(model.hparams["spec"], dict)
-    trainable = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
     data = continuous_data()
-    trainer = make_trainer(max_steps=3)
-    trainer.fit(model, datamodule=data)
-    assert trainer.global_step == 3  # only the main optimizer counts
-    unchanged = [k for k, v in model.named_parameters() if k in trainable and torch.equal(v, trainable[k])]
-    assert not unchanged, f"parameters not updated: {unchanged}"
-    for p in model.parameters():
-        assert torch.isfinite(p).all()
+    trainer = fit_three_updates(model, data)
 
     # act(): float [B, N, A] actions inside the bounds, over a few steps with the hidden state.
     g = torch.Generator().manual_seed(1)
