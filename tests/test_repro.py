@@ -21,7 +21,7 @@ if str(TESTS_DIR) not in sys.path:  # spawned workers inherit sys.path and impor
 from _fake_runs import make_table  # noqa: E402
 
 from lit_omarl.repro import PaperNumbers, Profile, RunSpec, main, plot_curves, reproduce, stats  # noqa: E402
-from lit_omarl.repro.runner import RESULT_FILE, expand_grid, select, worker_threads  # noqa: E402
+from lit_omarl.repro.runner import RESULT_FILE, RUN_PROTOCOL, expand_grid, select, worker_threads  # noqa: E402
 
 N_RUNS = 18  # 2 rows x 3 algorithms x 3 seeds
 
@@ -185,6 +185,24 @@ def test_deleted_and_corrupt_results_are_rerun_to_the_same_table(tmp_path, refer
     results[1].write_text('{"run_id": "trunc')  # e.g. a file written by something non-atomic
     report = reproduce(make_table(), workers=0, runs_dir=tmp_path / "runs", out_dir=tmp_path / "results")
     assert len(report.outcomes) == 2 and report.n_skipped == N_RUNS - 2
+    assert _comparable(tmp_path) == reference
+
+
+def test_results_of_an_older_run_protocol_are_moved_aside_and_rerun(tmp_path, reference):
+    assert main(make_table(), _args(tmp_path)) == 0
+    old = _results(tmp_path)[0]
+    payload = json.loads(old.read_text())
+    assert payload["protocol"] == RUN_PROTOCOL
+    del payload["protocol"]  # as written before the field existed (protocol 1)
+    payload["scores"] = {k: v + 1000.0 for k, v in payload["scores"].items()}  # must not reach the table
+    old.write_text(json.dumps(payload))
+    (old.parent / "last.ckpt").write_text("old weights")  # would be resumed if left in place
+    report = reproduce(make_table(), workers=0, runs_dir=tmp_path / "runs", out_dir=tmp_path / "results")
+    assert len(report.outcomes) == 1 and report.n_skipped == N_RUNS - 1
+    stale = tmp_path / "runs" / "_stale" / f"{old.parent.name}.protocol1"
+    assert json.loads((stale / RESULT_FILE).read_text())["scores"] == payload["scores"]  # kept, not deleted
+    assert (stale / "last.ckpt").read_text() == "old weights" and not (old.parent / "last.ckpt").exists()
+    assert json.loads(old.read_text())["protocol"] == RUN_PROTOCOL
     assert _comparable(tmp_path) == reference
 
 

@@ -41,6 +41,16 @@ from lit_omarl.repro.table import ReproError, RunResult, RunSpec, TableSpec, loa
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+STALE_DIR = "_stale"
+
+#: Version of what a run *does* beyond its :class:`RunSpec` (which names its
+#: settings). A stored result of another protocol is not reused: its folder is
+#: moved to ``<runs-dir>/_stale/`` and the run is trained again.
+#: 1: the run seed seeded only ``seed_everything``; batch order and evaluation
+#:    episodes used seed 0 for every seed (results before 2026-11-22).
+#: 2: the run seed also seeds the DataModule (``data.seed``) and the module
+#:    (``model.init_args.seed``).
+RUN_PROTOCOL = 2
 
 
 def lit_omarl_version() -> str:
@@ -150,6 +160,8 @@ def load_result(runs_dir: Path, run: RunSpec, metric: str) -> RunResult | None:
         payload = json.loads((run_dir(runs_dir, run) / RESULT_FILE).read_text(encoding="utf-8"))
         if payload["run_id"] != run.run_id or RunSpec.from_dict(payload["run"]).run_id != run.run_id:
             return None
+        if result_protocol(payload) != RUN_PROTOCOL:
+            return None
         return RunResult(
             run=run,
             scores=check_scores(payload["scores"], metric),
@@ -158,6 +170,38 @@ def load_result(runs_dir: Path, run: RunSpec, metric: str) -> RunResult | None:
         )
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def result_protocol(payload: dict[str, Any]) -> int:
+    """The :data:`RUN_PROTOCOL` a stored result was produced under (1 when it predates the field)."""
+    return int(payload.get("protocol", 1))
+
+
+def retire_stale(runs_dir: Path, run: RunSpec, stream: IO[str]) -> Path | None:
+    """Move the folder of ``run`` aside when it holds a result of another :data:`RUN_PROTOCOL`.
+
+    Its checkpoints would otherwise be resumed by the new attempt. Nothing is
+    deleted: the folder goes to ``<runs-dir>/_stale/<run_id>.protocol<p>[.<k>]``.
+    """
+    folder = run_dir(runs_dir, run)
+    try:
+        payload = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
+        protocol = result_protocol(payload)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if protocol == RUN_PROTOCOL:
+        return None
+    stale_root = runs_dir / STALE_DIR
+    stale_root.mkdir(parents=True, exist_ok=True)
+    target = stale_root / f"{run.run_id}.protocol{protocol}"
+    k = 1
+    while target.exists():
+        target = stale_root / f"{run.run_id}.protocol{protocol}.{k}"
+        k += 1
+    folder.rename(target)
+    print(f"  {run.label}: result of run protocol {protocol} (now {RUN_PROTOCOL}) moved to {target}; running it again",
+          file=stream)
+    return target
 
 
 def write_outcome(runs_dir: Path, outcome: RunOutcome) -> Path:
@@ -170,6 +214,7 @@ def write_outcome(runs_dir: Path, outcome: RunOutcome) -> Path:
             "scores": outcome.scores,
             "wall_time_s": outcome.wall_time_s,
             "lit_omarl_version": outcome.version,
+            "protocol": RUN_PROTOCOL,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "host": platform.node(),
         }
@@ -432,6 +477,8 @@ def _run_unfinished(
           f"{len(pending)} to run (engine {engine}, runs in {runs_dir})", file=stream, flush=True)
     if not pending:
         return
+    for run in pending:
+        retire_stale(runs_dir, run, stream)
     if engine == "ray":
         import_ray()  # fail before preparing anything
     if table.prepare_fn:
