@@ -79,6 +79,11 @@ def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, An
     raise RuntimeError(f"{config}: training finished without a final evaluation (final_eval_episodes must be > 0)")
 
 
+#: Cell overrides read by the table's ``run_fn`` itself, not passed to the CLI:
+#: ``config_algorithm`` (config directory of an ablation column) and ``recipe_quality``
+#: (the generated dataset a SMAX table's display dataset stands for).
+RUN_FN_OVERRIDES = ("config_algorithm", "recipe_quality")
+
 # budget keys of a reproduction profile -> LightningCLI keys
 BUDGET_KEYS = {
     "max_steps": "trainer.max_steps",
@@ -121,7 +126,7 @@ def cell_overrides(run, config: str, budget: Mapping[str, Any] | None = None) ->
             continue
         overrides[BUDGET_KEYS[key]] = value
     for key, value in run.overrides.items():
-        if key != "config_algorithm":
+        if key not in RUN_FN_OVERRIDES:
             overrides[key if "." in key else f"model.init_args.{key}"] = value
     return overrides
 
