@@ -1,0 +1,253 @@
+"""Pick a map's medium and expert policies from a ``qmix_online`` run and ship them.
+
+    python -m lit_omarl.behaviour.ship --run RUN_DIR --map 5m_vs_6m [--eval-episodes 128] [--fraction 0.5]
+
+What it does (the same steps for every map, so shipping is reproducible):
+
+1. Reads every checkpoint of the run (``final.pt``, ``winrate_*.pt``,
+   ``step_*.pt`` with their ``.json`` metadata: the 32-episode greedy test
+   at save time) and ``curve.jsonl``.
+2. **Metric.** Win rate, unless the best test win rate of the run is below
+   ``--min-win-rate`` (default 0.2): then return (a map QMIX does not learn
+   to win here still gets medium / expert policies ordered by return).
+3. **Expert.** The checkpoint with the best test metric (ties: the later
+   one), re-evaluated greedily on ``--eval-episodes`` fresh episodes.
+4. **Medium.** ``target = fraction x expert`` (win rate), or for returns
+   ``random + fraction x (expert - random)`` with ``random`` the first test of
+   the run (epsilon 1, untrained net, env step 0). Among the checkpoints saved
+   before the expert, the one whose test metric is closest to the target
+   (ties: the earlier); re-evaluated like the expert.
+5. Writes ``<dest>/smax_<map>/{expert,medium}.pt`` and ``.json`` (the save-time
+   metadata plus the re-evaluation), ``curve.jsonl``, ``train_config.json``
+   and a ``README.md`` with the table; and the curve PNG (win rate and return
+   vs env steps, both picks marked). Existing files of another run are not
+   overwritten unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from lit_omarl.behaviour import ASSETS
+from lit_omarl.utils.atomic import atomic_write_text
+
+
+class ShipError(ValueError):
+    """A run folder that cannot be shipped (the message names the folder and the problem)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One checkpoint of a run with its save-time test."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.meta["env_steps"])
+
+    def score(self, metric: str) -> float:
+        return float(self.meta[metric])
+
+
+def read_candidates(run: Path) -> list[Candidate]:
+    """Every checkpoint of ``run`` with a readable ``.json`` twin, ordered by env steps (one per env-step
+    count: ``final.pt`` when it repeats a periodic or milestone checkpoint)."""
+    out = []
+    for pt in sorted(run.glob("*.pt")):
+        meta_path = pt.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            float(meta["win_rate"]), float(meta["return"]), int(meta["env_steps"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ShipError(f"{meta_path}: unreadable checkpoint metadata ({err})") from None
+        out.append(Candidate(pt, meta))
+    if not out:
+        raise ShipError(f"{run}: no checkpoints (*.pt) in the run folder")
+    by_steps: dict[int, Candidate] = {}  # the same weights saved twice (e.g. step_<n>.pt and final.pt): keep one
+    for cand in sorted(out, key=lambda c: (c.path.name != "final.pt", c.path.name)):
+        by_steps.setdefault(cand.env_steps, cand)
+    return [by_steps[k] for k in sorted(by_steps)]
+
+
+def read_curve(run: Path) -> list[dict[str, Any]]:
+    path = run / "curve.jsonl"
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as err:
+        raise ShipError(f"{path}: cannot read the training curve ({err})") from None
+
+
+def choose_metric(candidates: Sequence[Candidate], min_win_rate: float) -> str:
+    return "win_rate" if max(c.score("win_rate") for c in candidates) >= min_win_rate else "return"
+
+
+def pick_expert(candidates: Sequence[Candidate], metric: str) -> Candidate:
+    """Best save-time test; ties go to the later checkpoint."""
+    return max(candidates, key=lambda c: (c.score(metric), c.env_steps))
+
+
+def medium_target(expert_score: float, metric: str, fraction: float, random_score: float) -> float:
+    if metric == "win_rate":
+        return fraction * expert_score
+    return random_score + fraction * (expert_score - random_score)
+
+
+def pick_medium(candidates: Sequence[Candidate], expert: Candidate, metric: str, target: float) -> Candidate:
+    """The checkpoint saved before the expert whose test is closest to ``target`` (ties: the earlier)."""
+    earlier = [c for c in candidates if c.env_steps < expert.env_steps]
+    if not earlier:
+        raise ShipError(f"{expert.path.parent}: no checkpoint before the expert ({expert.path.name}) to serve as medium")
+    return min(earlier, key=lambda c: (abs(c.score(metric) - target), c.env_steps))
+
+
+def reevaluate(path: Path, env_id: str, episodes: int, seed: int, num_envs: int) -> dict[str, float]:
+    """Greedy win rate / return / length of a checkpoint over ``episodes`` fresh episodes."""
+    from lit_omarl.behaviour import load_policy
+    from lit_omarl.behaviour.qmix_online import _test
+    from lit_omarl.envs import make
+
+    env = make(env_id, num_envs=min(num_envs, episodes), seed=seed)
+    return _test(load_policy(path), env, episodes, seed)
+
+
+def plot(curve: Sequence[dict[str, Any]], picks: dict[str, Candidate], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [row["env_steps"] for row in curve]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, label in ((axes[0], "win_rate", "greedy test win rate"), (axes[1], "return", "greedy test return")):
+        ax.plot(steps, [row[key] for row in curve], lw=1.2)
+        for name, cand in picks.items():
+            ax.scatter([cand.env_steps], [cand.score(key)], zorder=3, label=name)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(png.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(png)
+
+
+def readme(map_name: str, config: dict[str, Any], summary: dict[str, Any], rows: dict[str, dict[str, Any]],
+           metric: str, fraction: float, command: str) -> str:
+    lines = [
+        f"# QMIX behaviour policies for smax/{map_name} (lit_omarl-trained)",
+        "",
+        f"Trained online by lit_omarl's own QMIX (lit_omarl/behaviour/qmix_online.py) on SMAX {map_name}, "
+        f"{config.get('num_envs')} parallel envs, {config.get('threads')} CPU thread(s), seed {config.get('seed')}, "
+        f"{summary['env_steps']:,} env steps in {summary['minutes']:.0f} minutes (full settings in train_config.json; "
+        f"the greedy test curve in curve.jsonl and results/smax_{map_name}_qmix_curve.png).",
+        "",
+        f"Picked by `{command}` (lit_omarl/behaviour/ship.py): expert = the checkpoint with the best 32-episode "
+        f"test {metric.replace('_', ' ')}; medium = the earlier checkpoint closest to "
+        + (f"{fraction:g} x the expert's win rate." if metric == "win_rate" else
+           f"random + {fraction:g} x (expert - random) in return (the run's win rates stay below the threshold)."),
+        "",
+        "| file | checkpoint | env steps | win rate / return at save time (32 episodes) | re-evaluated (episodes) |",
+        "|---|---|---:|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name}.pt | {row['checkpoint']} | {row['env_steps']:,} | {row['win_rate']:.2f} / {row['return']:.3f} | "
+                     f"{row['reeval_win_rate']:.2f} / {row['reeval_return']:.3f} ({row['reeval_episodes']}) |")
+    lines += ["", "State dicts only: load with `lit_omarl.behaviour.load_policy(path)` (torch.load weights_only=True).", ""]
+    return "\n".join(lines)
+
+
+def ship(run: Path, map_name: str, *, dest: Path = ASSETS, png: Path | None = None, fraction: float = 0.5,
+         min_win_rate: float = 0.2, eval_episodes: int = 128, seed: int = 12345, num_envs: int = 64,
+         overwrite: bool = False, command: str = "") -> dict[str, dict[str, Any]]:
+    """Steps 1-5 of the module docstring; returns the rows of the README table."""
+    run = Path(run)
+    if not 0.0 < fraction < 1.0:
+        raise ShipError(f"--fraction must be in (0, 1), got {fraction}")
+    candidates = read_candidates(run)
+    curve = read_curve(run)
+    try:
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ShipError(f"{run / 'config.json'}: cannot read the run's config ({err})") from None
+    env_id = str(config.get("env_id", f"smax/{map_name}"))
+    if env_id != f"smax/{map_name}":
+        raise ShipError(f"{run}: the run trained {env_id!r}, not smax/{map_name}")
+    out = Path(dest) / f"smax_{map_name}"
+    if out.exists() and not overwrite:
+        old = out / "train_config.json"
+        if not old.is_file() or json.loads(old.read_text(encoding="utf-8")) != config:
+            raise ShipError(f"{out}: already holds policies of another run; use --overwrite to replace them")
+
+    metric = choose_metric(candidates, min_win_rate)
+    expert = pick_expert(candidates, metric)
+    target = medium_target(expert.score(metric), metric, fraction, float(curve[0][metric]) if curve else 0.0)
+    medium = pick_medium(candidates, expert, metric, target)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, cand in (("expert", expert), ("medium", medium)):
+        result = reevaluate(cand.path, env_id, eval_episodes, seed, num_envs)
+        rows[name] = {**cand.meta, "shipped_as": f"{name}.pt", "selection_metric": metric,
+                      "selection_target": target if name == "medium" else None,
+                      "reeval_episodes": eval_episodes, "reeval_seed": seed,
+                      **{f"reeval_{k}": v for k, v in result.items()}}
+        print(f"{name}: {cand.path.name} ({cand.env_steps:,} env steps) test {metric} {cand.score(metric):.3f}; "
+              f"re-evaluated on {eval_episodes}: win rate {result['win_rate']:.3f}, return {result['return']:.3f}",
+              file=sys.stderr)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, cand in (("expert", expert), ("medium", medium)):
+        tmp = out / f".{name}.pt.tmp"
+        shutil.copyfile(cand.path, tmp)
+        tmp.replace(out / f"{name}.pt")
+        atomic_write_text(out / f"{name}.json", json.dumps(rows[name], indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "train_config.json", json.dumps(config, indent=2) + "\n")
+    atomic_write_text(out / "curve.jsonl", "".join(json.dumps(row) + "\n" for row in curve))
+    last = curve[-1] if curve else {"env_steps": expert.env_steps, "minutes": expert.meta.get("minutes", 0.0)}
+    summary = {"env_steps": max(int(last["env_steps"]), candidates[-1].env_steps),
+               "minutes": float(max(last.get("minutes", 0.0), candidates[-1].meta.get("minutes", 0.0)))}
+    atomic_write_text(out / "README.md", readme(map_name, config, summary, rows, metric, fraction,
+                                                command or f"python -m lit_omarl.behaviour.ship --run RUN --map {map_name}"))
+    if png is not None:
+        plot(curve, {"expert": expert, "medium": medium}, Path(png),
+             f"QMIX on smax/{map_name} (lit_omarl, seed {config.get('seed')}): greedy tests of 32 episodes")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lit_omarl.behaviour.ship", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, type=Path, help="a qmix_online output folder")
+    p.add_argument("--map", required=True, help="SMAX map the run trained on")
+    p.add_argument("--dest", type=Path, default=ASSETS, help="assets folder (default: lit_omarl/assets/behaviour)")
+    p.add_argument("--png", type=Path, default=None, help="curve PNG (default results/smax_<map>_qmix_curve.png)")
+    p.add_argument("--fraction", type=float, default=0.5)
+    p.add_argument("--min-win-rate", type=float, default=0.2)
+    p.add_argument("--eval-episodes", type=int, default=128)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    png = a.png if a.png is not None else Path("results") / f"smax_{a.map}_qmix_curve.png"
+    command = "python -m lit_omarl.behaviour.ship " + " ".join(argv if argv is not None else sys.argv[1:])
+    try:
+        rows = ship(a.run, a.map, dest=a.dest, png=png, fraction=a.fraction, min_win_rate=a.min_win_rate,
+                    eval_episodes=a.eval_episodes, seed=a.seed, overwrite=a.overwrite, command=command)
+    except ShipError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: {"checkpoint": v["checkpoint"], "win_rate": v["reeval_win_rate"], "return": v["reeval_return"]}
+                      for k, v in rows.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
