@@ -211,6 +211,12 @@ C_FAST: dict[str, dict] = {
     "icql_c": {"critic_hidden_dim": 16, "cql_n_samples": 3, "shared_actor": True, "shared_critic": True},
     "matd3_bc": {"critic_hidden_dim": 16, "cf_policy": True},
     "bc_c": {"vae_hidden_dim": 16},
+    "mabcq": {"behaviour_pretrain_steps": 4, "n_candidates": 3, "perturb_source": "vae"},
+    "bcq_c": {"behaviour_pretrain_steps": 4, "n_candidates": 3},
+    "ddpg_c": {"critic_hidden_dim": 16},
+    "iql_c": {"critic_hidden_dim": 16},
+    "awac_c": {"critic_hidden_dim": 16, "n_action_samples": 2},
+    "icq_c": {"critic_hidden_dim": 16, "n_baseline_samples": 2},
 }
 CONTINUOUS = sorted(name for name, cls in ALGORITHMS.items() if cls.supports_continuous)
 C_CASES = [(name, agent) for name in CONTINUOUS for agent in getattr(ALGORITHMS[name], "agent_types", ("mlp",))]

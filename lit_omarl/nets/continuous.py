@@ -19,6 +19,10 @@
   (Eq. B.43, computed by :func:`lit_omarl.algos.losses.vae.vae_log_prob`).
 * :class:`ContinuousAgentInputs` - agent inputs whose "last action" is the
   previous continuous action vector (zeros at t = 0) instead of a one-hot.
+* :class:`AgentVAE` / :class:`AgentPerturbation` - one conditional VAE and one
+  BCQ perturbation model per agent (MABCQ / per-agent BCQ).
+* :class:`GaussianActor` - per-agent Gaussian policies with tanh means and
+  state-independent stds on normalised actions (IQL-C, AWAC-C, ICQ-C).
 """
 
 from __future__ import annotations
@@ -317,3 +321,122 @@ __all__ = [
     "per_agent_parameters",
     "squash",
 ]
+
+
+# ---- MABCQ / BCQ per-agent networks and Gaussian policies (issue 5 part 3) ----------------------
+
+
+class AgentVAE(nn.Module):
+    """One conditional VAE p_i(a_i | c_i) per agent, no parameter sharing (MABCQ's G_i^1 and G_i^2).
+
+    Agent axis at -2: ``cond`` [..., N, C], ``action`` [..., N, A]; all leading
+    dims (batch, time, candidates) are batched through one
+    :class:`PerAgentMLP` each for encoder and decoder (agent i's rows only
+    meet agent i's weights). Encoder [c, a] -> 2 ReLU layers -> (mean, log std
+    clamped to [-4, 15]); decoder [c, z] -> 2 ReLU layers -> tanh scaled to
+    [low, high] (BCQ's VAE, with one output layer for mean and log std).
+
+    Args:
+        n_agents: N.
+        cond_dim: size of each agent's context c_i.
+        action_dim: A.
+        latent_dim: None = 2 x action_dim (BCQ); MABCQ Table 6: 10.
+        hidden_dim: width of the hidden layers (BCQ 750; MABCQ Table 6: 64).
+        low, high: action bounds.
+    """
+
+    def __init__(self, n_agents: int, cond_dim: int, action_dim: int, latent_dim: int | None = None,
+                 hidden_dim: int = 750, low: float = -1.0, high: float = 1.0) -> None:
+        super().__init__()
+        self.latent_dim = 2 * action_dim if latent_dim is None else int(latent_dim)
+        self.low, self.high = float(low), float(high)
+        self.encoder = PerAgentMLP(n_agents, cond_dim + action_dim, 2 * self.latent_dim, hidden_dim)
+        self.decoder = PerAgentMLP(n_agents, cond_dim + self.latent_dim, action_dim, hidden_dim)
+
+    def encode(self, cond: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) of q_i(z | c_i, a_i), each [..., N, Z]."""
+        out, _ = self.encoder.forward_seq(torch.cat([cond, action.to(cond.dtype)], dim=-1))
+        mean, log_std = out.chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+
+    def decode(self, cond: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Decoded actions [..., N, A] in [low, high]."""
+        out, _ = self.decoder.forward_seq(torch.cat([cond, z.to(cond.dtype)], dim=-1))
+        return squash(out, self.low, self.high)
+
+    def forward(self, cond: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstruction with z = mean + std * eps, mean, std), for the ELBO."""
+        mean, std = self.encode(cond, action)
+        return self.decode(cond, mean + std * torch.randn_like(std)), mean, std
+
+    def sample(self, cond: torch.Tensor, latents: torch.Tensor | None = None, clip: float = 0.5) -> torch.Tensor:
+        """Decoded actions at latents z ~ N(0, I) clipped to [-clip, clip] (BCQ), or at the given
+        ``latents`` (broadcast against [..., N, Z])."""
+        if latents is None:
+            latents = torch.randn(*cond.shape[:-1], self.latent_dim, dtype=cond.dtype, device=cond.device).clamp(-clip, clip)
+        return self.decode(cond, latents.to(cond.dtype).expand(*cond.shape[:-1], self.latent_dim))
+
+
+class AgentPerturbation(nn.Module):
+    """BCQ's perturbation model, one per agent: xi_i(c, a) = clamp(a + phi tanh(f_i([c, a])), low, high).
+
+    ``phi`` is the largest change of each action entry in action units
+    (MABCQ's Phi times the half-range of the bounds). Agent axis at -2.
+    """
+
+    def __init__(self, n_agents: int, cond_dim: int, action_dim: int, hidden_dim: int, phi: float,
+                 low: float = -1.0, high: float = 1.0) -> None:
+        super().__init__()
+        if phi < 0:
+            raise ValueError(f"perturbation range phi must be >= 0, got {phi}")
+        self.phi, self.low, self.high = float(phi), float(low), float(high)
+        self.net = PerAgentMLP(n_agents, cond_dim + action_dim, action_dim, hidden_dim)
+
+    def forward(self, cond: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        delta, _ = self.net.forward_seq(torch.cat([cond, action.to(cond.dtype)], dim=-1))
+        return (action + self.phi * torch.tanh(delta)).clamp(self.low, self.high)
+
+
+class GaussianActor(nn.Module):
+    """Per-agent Gaussian policies N(tanh(f_i(x_i)), diag(sigma_i^2)) over actions normalised to [-1, 1].
+
+    The mean network is any agent network of :func:`make_actor` (shared or
+    per agent, MLP or GRU); sigma_i is a state-independent parameter per agent
+    and action dim, exp(log_std) with log_std clamped to [log_std_min,
+    log_std_max] (the IQL reference policy: tanh mean, learned state-independent
+    log std). ``forward_seq`` / ``step`` return the means [..., N, A].
+    """
+
+    def __init__(self, mean_net: nn.Module, n_agents: int, action_dim: int, log_std_min: float = -5.0,
+                 log_std_max: float = 2.0) -> None:
+        super().__init__()
+        if not log_std_min < log_std_max:
+            raise ValueError(f"log_std_min ({log_std_min}) must be below log_std_max ({log_std_max})")
+        self.mean_net = mean_net
+        self.log_std = nn.Parameter(torch.zeros(n_agents, action_dim))
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+
+    @property
+    def recurrent(self) -> bool:
+        return bool(getattr(self.mean_net, "recurrent", False))
+
+    def std(self) -> torch.Tensor:
+        """sigma [N, A]."""
+        return self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
+
+    def forward_seq(self, inputs: torch.Tensor, h0=None):
+        u, h = self.mean_net.forward_seq(inputs, h0)
+        return torch.tanh(u), h
+
+    def step(self, inputs: torch.Tensor, h=None):
+        u, h = self.mean_net.step(inputs, h)
+        return torch.tanh(u), h
+
+    def sample(self, mean: torch.Tensor, n_samples: int | None = None) -> torch.Tensor:
+        """Normalised actions clamp(mean + sigma eps, -1, 1): [..., N, A], or [n, ..., N, A] with ``n_samples``."""
+        shape = mean.shape if n_samples is None else (n_samples, *mean.shape)
+        eps = torch.randn(shape, dtype=mean.dtype, device=mean.device)
+        return (mean + self.std() * eps).clamp(-1.0, 1.0)
+
+
+__all__ += ["AgentPerturbation", "AgentVAE", "GaussianActor"]

@@ -1,4 +1,5 @@
-"""Losses shared by the continuous-action learners (CFCQL-C, MACQL-C, OMAR-C / ICQL-C, MATD3+BC).
+"""Losses shared by the continuous-action learners (CFCQL-C, MACQL-C, OMAR-C / ICQL-C, MATD3+BC;
+MABCQ / BCQ-C and ICQ-C at the end of the file).
 
 Pure functions of tensors (random draws use torch's global generator, which
 the training loop seeds and checkpoints); each is tested against a
@@ -18,6 +19,7 @@ from typing import Literal
 import torch
 
 from lit_omarl.algos.losses import masked_mean
+from lit_omarl.algos.losses.icq import minibatch_softmax_weights
 from lit_omarl.algos.losses.vae import normal_log_prob
 
 WeightMode = Literal["softmin", "softmax"]
@@ -212,3 +214,101 @@ def cql_action_samples(pi_now: torch.Tensor, pi_next: torch.Tensor | None, n_sam
 
 
 __all__.append("cql_action_samples")
+
+
+# ---- MABCQ / BCQ (mabcq.md Sec. 3.2-3.3) and continuous ICQ-MA pieces (issue 5 part 3) -------------
+
+
+def soft_clipped_double_q(q: torch.Tensor, weight: float = 0.75) -> torch.Tensor:
+    """BCQ's clipped double Q of an ensemble q [K, ...]: weight * min_k q_k + (1 - weight) * max_k q_k -> [...]."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"double-Q weight must be in [0, 1], got {weight}")
+    return weight * q.amin(0) + (1.0 - weight) * q.amax(0)
+
+
+def value_deviation_weights(v_next: torch.Tensor, q_hat: torch.Tensor, reward: torch.Tensor,
+                            terminated: torch.Tensor, gamma: float, optimism: float,
+                            min_scale: float = 1e-6) -> torch.Tensor:
+    """MABCQ's value deviation lambda_vd (mabcq.md Sec. 3.2.1 and 3.3), no gradient:
+
+        E_i       = (Qhat_i(s, a_i) - r) / gamma                 (estimate of E_{s'} V_i*(s'))
+        lambda_vd = clip(1 + (V_i*(s') - E_i) / |E_i|, 1 - epsilon, 1 + epsilon)
+
+    |E_i| is floored at ``min_scale`` (the ratio is undefined at 0; the clip
+    bounds the result anyway). Terminal transitions (no next state whose
+    probability could be re-weighted) get 1.
+
+    Args:
+        v_next: [...] V_i*(s') = Qhat_i(s', pihat_i(s')) (target networks).
+        q_hat: [...] Qhat_i(s, a_i) of the dataset action (target network).
+        reward, terminated: broadcastable to [...] (e.g. [B, T, 1] for [B, T, N]).
+        gamma: discount (> 0).
+        optimism: epsilon in [0, 1] (mabcq.md Table 6: 0.48 - 0.8).
+    """
+    if not 0.0 <= optimism <= 1.0:
+        raise ValueError(f"optimism (epsilon) must be in [0, 1], got {optimism}")
+    if gamma <= 0:
+        raise ValueError(f"gamma must be > 0 for the value deviation, got {gamma}")
+    with torch.no_grad():
+        expected = (q_hat - reward) / gamma
+        dev = 1.0 + (v_next - expected) / expected.abs().clamp_min(min_scale)
+        dev = dev.clamp(1.0 - optimism, 1.0 + optimism)
+        return torch.where(terminated.to(torch.bool), torch.ones_like(dev), dev)
+
+
+def transition_normalization_weights(mu_sa: torch.Tensor, mu_sas: torch.Tensor,
+                                     max_weight: float | None = None) -> torch.Tensor:
+    """MABCQ's transition normalization lambda_tn = 1 / P_B(s' | s, a_i) (mabcq.md Sec. 3.3), no gradient:
+
+        lambda_tn = rho_N(0,I)(mu^1) / rho_N(0,I)(mu^2) = exp((|mu^2|^2 - |mu^1|^2) / 2)
+
+    mu^1 = encoder mean of G^1(s, a_i), mu^2 = encoder mean of G^2(s, a_i, s')
+    (latents of the same size, so the Gaussian constants cancel);
+    ``max_weight`` clips the result from above (None: no clip, as the paper).
+
+    Args:
+        mu_sa: [..., Z]; mu_sas: [..., Z].
+
+    Returns:
+        [...]
+    """
+    if mu_sa.shape[-1] != mu_sas.shape[-1]:
+        raise ValueError(f"transition normalization needs latents of one size, got {mu_sa.shape[-1]} and {mu_sas.shape[-1]}")
+    with torch.no_grad():
+        w = torch.exp(0.5 * (mu_sas.pow(2).sum(-1) - mu_sa.pow(2).sum(-1)))
+        return w if max_weight is None else w.clamp(max=max_weight)
+
+
+def icq_c_actor_loss(log_probs: torch.Tensor, advantage: torch.Tensor, coef: torch.Tensor, mask: torch.Tensor,
+                     alpha: float, weighting: str = "code") -> tuple[torch.Tensor, torch.Tensor]:
+    """Decomposed ICQ-MA actor loss (icq.md Eq. 18 with the mini-batch softmax of Eq. 56), continuous actions:
+
+        "code":  w_i = k_i(s) * n * softmax_batch(A_i / alpha)
+        "paper": w_i = n * softmax_batch(k_i(s) * A_i / alpha)
+        loss     = - mean_{valid steps, agents} w_i * log pi_i(a_i | tau_i)
+
+    The softmax runs over the episodes of the batch for every time step and
+    agent (valid steps only), as
+    :func:`~lit_omarl.algos.losses.icq.minibatch_softmax_weights`.
+
+    Args:
+        log_probs: [B, T, N] log pi_i(a_i | tau_i) of the dataset actions (with gradient).
+        advantage: [B, T, N] A_i (no gradient).
+        coef: [B, T, N] mixer coefficients k_i(s).
+        mask: [B, T].
+
+    Returns:
+        (loss, weights [B, T, N]).
+    """
+    valid = (mask > 0).unsqueeze(-1).expand_as(advantage)
+    if weighting == "code":
+        w = coef * minibatch_softmax_weights(advantage, valid, alpha)
+    elif weighting == "paper":
+        w = minibatch_softmax_weights(coef * advantage, valid, alpha)
+    else:
+        raise ValueError(f"actor_weighting must be 'code' or 'paper', got {weighting!r}")
+    w = w.detach()
+    return masked_mean(-w * log_probs, mask.unsqueeze(-1)), w
+
+
+__all__ += ["icq_c_actor_loss", "soft_clipped_double_q", "transition_normalization_weights", "value_deviation_weights"]
