@@ -93,3 +93,15 @@ def test_a_tiny_run_ships_loadable_policies_and_refuses_another_run(tmp_path, mo
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     assert main(args) == 1  # another run: refused without --overwrite
     assert json.loads((folder / "train_config.json").read_text())["seed"] == 0
+
+
+def test_readme_flags_policies_chosen_by_return_as_not_expert_level():
+    from lit_omarl.behaviour.ship import readme
+
+    row = {"checkpoint": "step_5.pt", "env_steps": 5, "win_rate": 0.0, "return": 0.7, "reeval_win_rate": 0.0,
+           "reeval_return": 0.66, "reeval_episodes": 128}
+    args = ("5m_vs_6m", {"num_envs": 8, "threads": 1, "seed": 0}, {"env_steps": 10, "minutes": 1.0},
+            {"expert": row, "medium": row})
+    text = readme(*args, "return", 0.5, "cmd", min_win_rate=0.2, best_win_rate=0.09)
+    assert "Not expert-level" in text and "best 0.09" in text and "| expert.pt | step_5.pt | 5 |" in text
+    assert "Not expert-level" not in readme(*args, "win_rate", 0.5, "cmd")

@@ -144,7 +144,7 @@ def plot(curve: Sequence[dict[str, Any]], picks: dict[str, Candidate], png: Path
 
 
 def readme(map_name: str, config: dict[str, Any], summary: dict[str, Any], rows: dict[str, dict[str, Any]],
-           metric: str, fraction: float, command: str) -> str:
+           metric: str, fraction: float, command: str, min_win_rate: float = 0.2, best_win_rate: float = 0.0) -> str:
     lines = [
         f"# QMIX behaviour policies for smax/{map_name} (lit_omarl-trained)",
         "",
@@ -164,6 +164,10 @@ def readme(map_name: str, config: dict[str, Any], summary: dict[str, Any], rows:
     for name, row in rows.items():
         lines.append(f"| {name}.pt | {row['checkpoint']} | {row['env_steps']:,} | {row['win_rate']:.2f} / {row['return']:.3f} | "
                      f"{row['reeval_win_rate']:.2f} / {row['reeval_return']:.3f} ({row['reeval_episodes']}) |")
+    if metric == "return":
+        lines += ["", f"**Not expert-level:** no checkpoint of this run reached a test win rate of {min_win_rate:g} "
+                      f"(best {best_win_rate:.2f}); 'expert' is only the best return this run reached, and datasets "
+                      "made from these policies are far weaker than the papers' expert data."]
     lines += ["", "State dicts only: load with `lit_omarl.behaviour.load_policy(path)` (torch.load weights_only=True).", ""]
     return "\n".join(lines)
 
@@ -217,7 +221,8 @@ def ship(run: Path, map_name: str, *, dest: Path = ASSETS, png: Path | None = No
     summary = {"env_steps": max(int(last["env_steps"]), candidates[-1].env_steps),
                "minutes": float(max(last.get("minutes", 0.0), candidates[-1].meta.get("minutes", 0.0)))}
     atomic_write_text(out / "README.md", readme(map_name, config, summary, rows, metric, fraction,
-                                                command or f"python -m lit_omarl.behaviour.ship --run RUN --map {map_name}"))
+                                                command or f"python -m lit_omarl.behaviour.ship --run RUN --map {map_name}",
+                                                min_win_rate, max(c.score("win_rate") for c in candidates)))
     if png is not None:
         plot(curve, {"expert": expert, "medium": medium}, Path(png),
              f"QMIX on smax/{map_name} (lit_omarl, seed {config.get('seed')}): greedy tests of 32 episodes")
