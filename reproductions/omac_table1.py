@@ -43,7 +43,7 @@ def build_table(all_maps: bool) -> TableSpec:
     return smax_table(
         "omac_table1", "OMAC Table 1: data efficiency on 6h_vs_8z (SMAX), average return",
         ALGORITHMS, MAPS, DATASETS, "omac.md Table 1", PAPER, all_maps=all_maps,
-        smoke_cells=("*/good 10%/OMAC", "*/poor 50%/ICQ"),
+        smoke_cells=("*/medium 10%/OMAC", "*/poor 50%/ICQ"),
         overrides=omac_overrides(datasets, MAPS),
         metric="episode_return",
         hyper_parameters="as reproductions/omac_table4.py (omac.md Table 2)",

@@ -101,3 +101,10 @@ def test_rollout_is_public_and_pads_one_batch():
     assert out["obs"].shape == (3, env.spec.episode_limit + 1, env.spec.n_agents, env.spec.obs_dim)
     assert out["filled"].all() and out["behaviour_probs"].shape[-1] == env.spec.n_actions
     np.testing.assert_allclose(out["behaviour_probs"].sum(-1).numpy(), 1.0, rtol=1e-6)
+
+
+def test_a_hopeless_band_stops_early_from_the_acceptance_rate():
+    # nothing is accepted: after 2048 attempts (4 batches of 512) even the rule-of-three rate 3 / 2048
+    # needs 3000 * 2048 / 3 > 1e6 attempts for 3000 episodes
+    with pytest.raises(ValueError, match=r"0 of 3000 episodes passed the filter .* in 2048 attempts \(limit 1000000\)"):
+        generate_dataset("matrix/xor", "band:0.2:0.8:xor-c", episodes=3000, seed=0, batch_size=512, max_attempts=10**6)

@@ -43,7 +43,15 @@ Behaviour grammar (the text of ``lit-omarl data generate --behaviour``):
 ``policy:PATH``
     a trained ``qmix_online`` checkpoint acting greedily; PATH is a file, or
     else the name of a shipped policy such as ``smax_2s3z/expert``
-    (``lit_omarl/assets/behaviour/smax_2s3z/expert.pt``).
+    (``lit_omarl/assets/behaviour/smax_2s3z/expert.pt``). In a continuous
+    env, a ``matd3_online`` checkpoint: its deterministic actors
+    (``policy:mpe_simple_spread/expert``).
+``noise:SIGMA:SPEC``
+    continuous envs only: SPEC's actions plus Gaussian noise of std SIGMA
+    in units of the action half-range (high - low) / 2, clipped to the
+    bounds (padded action entries stay 0); e.g.
+    ``noise:0.1:policy:mpe_simple_spread/expert`` (OMAR's datasets add
+    noise to the MATD3 policies "to increase diversity").
 
 Named presets expand to the above: ``xor-a`` = ``joint:AB,BA``, ``xor-b`` =
 ``joint:AA,AB,BA``, ``xor-c`` = ``joint:AA,AB,BA,BB`` (InSPO Table 1);
@@ -284,6 +292,32 @@ class Band(Filter):
         return f"{self.threshold:g} <= return" + ("" if math.isinf(self.upper) else f" < {self.upper:g}")
 
 
+class GaussianNoise(Behaviour):
+    """``noise:SIGMA:SPEC`` (continuous): inner actions + SIGMA * (high - low) / 2 * N(0, 1), clipped, padding kept 0."""
+
+    def __init__(self, text: str, spec: EnvSpec, sigma: float, inner: Behaviour) -> None:
+        super().__init__(text, spec)
+        self.sigma, self.inner = sigma, inner
+        self.mask: torch.Tensor | None = None
+
+    def bind(self, env):
+        mask = getattr(env, "action_mask", None)
+        self.mask = None if mask is None else mask.float()
+        self.inner.bind(env)
+
+    def begin(self, ts, episode_index, generator):
+        self.inner.begin(ts, episode_index, generator)
+
+    def act(self, ts, generator):
+        actions, _ = self.inner.act(ts, generator)
+        s = self.spec
+        eps = torch.randn(actions.shape, generator=generator)
+        out = (actions + self.sigma * 0.5 * (s.action_high - s.action_low) * eps).clamp(s.action_low, s.action_high)
+        if self.mask is not None:
+            out = out * self.mask
+        return out, None
+
+
 # Named behaviours registered by other modules (e.g. trained policies shipped with the package):
 # factory(text, spec) -> Behaviour.
 _NAMED: dict[str, Callable[[str, EnvSpec], Behaviour]] = {}
@@ -375,7 +409,7 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         return Expert(t, spec)
     if not sep:
         known = ", ".join(["uniform", "expert", *PRESETS, *_NAMED])
-        raise BehaviourError(full, f"unknown behaviour {t!r}; known names: {known}; or probs:, joint:, epsilon:, mix:, filter:, band:, policy:")
+        raise BehaviourError(full, f"unknown behaviour {t!r}; known names: {known}; or probs:, joint:, epsilon:, mix:, filter:, band:, noise:, policy:")
     if head == "probs":
         return Probs(t, spec, _parse_probs(full, body, spec))
     if head == "joint":
@@ -408,11 +442,25 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         if len(parts) < 2 or any(not p.strip() for p in parts):
             raise BehaviourError(full, "mix: expects at least two '|'-separated specifications")
         return Mix(t, spec, [parse_behaviour(p, spec, _top=False, _full=full) for p in parts])
+    if head == "noise":
+        if spec.discrete:
+            raise BehaviourError(full, "noise: needs a continuous action space (use epsilon: for discrete envs)")
+        value, sep2, inner = body.partition(":")
+        if not sep2 or not inner.strip():
+            raise BehaviourError(full, "noise: expects noise:<std>:<spec>")
+        sigma = _fraction(full, value, "noise std")
+        if not math.isfinite(sigma):
+            raise BehaviourError(full, "noise: the std must be finite")
+        return GaussianNoise(t, spec, sigma, parse_behaviour(inner, spec, _top=False, _full=full))
+    if head == "policy" and not spec.discrete:  # a matd3_online checkpoint, e.g. policy:mpe_simple_spread/expert
+        from lit_omarl.behaviour.matd3_online import actor_behaviour
+
+        return actor_behaviour(t, spec)
     if head == "policy":  # a trained checkpoint acting greedily, e.g. policy:lit_omarl/assets/behaviour/smax_2s3z/expert.pt
         from lit_omarl.behaviour import policy_behaviour
 
         return policy_behaviour(t, spec)
-    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix, filter, band or policy")
+    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix, filter, band, noise or policy")
 
 
 # ----------------------------------------------------------------- generation
@@ -568,9 +616,14 @@ def generate_dataset(
     collected = started = simulated = 0
     with _single_threaded():
         while collected < episodes:
-            if filtering and started >= limit:
+            # rejection sampling that cannot finish within `limit` attempts stops as soon as that is clear,
+            # after at least 2000 attempts: even at the acceptance rate's rule-of-three upper bound
+            # (collected + 3) / started, the missing episodes would need more than `limit` attempts
+            hopeless = filtering and started >= 2000 and started * episodes / (collected + 3) > limit
+            if filtering and (started >= limit or hopeless):
                 raise ValueError(f"behaviour {behaviour!r}: only {collected} of {episodes} episodes passed the filter "
-                                 f"({policy.describe()}) in {started} attempts; widen the band / lower the fraction or change the behaviour")
+                                 f"({policy.describe()}) in {started} attempts (limit {limit}); widen the band / lower "
+                                 "the fraction or change the behaviour")
             batch = rollout(env, policy, torch.arange(started, started + b), generator)
             started += b
             simulated += int(batch["filled"].sum())
