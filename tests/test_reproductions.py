@@ -80,3 +80,23 @@ EXTRA_CHECKS = {"cfcql_fig1.py": _check_cfcql_fig1, "mabcq_matrix.py": _check_ma
                 "inspo_table4.py": _smax_smoke_cells("inspo_table4", {("2s3z", "expert", "InSPO"), ("2s3z", "medium", "OMIGA")})}
 # smoke profiles that run only some cells of their table (the others render as n/a)
 PARTIAL_SMOKE = {"cfcql_table3.py", "inspo_table4.py"}
+
+
+def _check_icq_fig1(results):
+    """ICQ Fig. 2(b) / 7: n = 4 only, metric against the behaviour's true value, probe curve, claim section, PNG."""
+    rows = _csv_rows(results / "icq_fig1_smoke.csv")
+    assert {(r["dataset"], r["algorithm"]) for r in rows} == {("n4", "BCQ"), ("n4", "ICQ")}
+    q_true = {"n4": 0.259375 + 99 * 0.7**4}  # the data's mean reward + 0.99 * 100 * 0.7^n
+    for r in rows:
+        assert float(r["q_rel_error"]) == pytest.approx(abs(float(r["q_final"]) - q_true[r["dataset"]]) / q_true[r["dataset"]],
+                                                        abs=1e-6)
+        assert sum(key.startswith("q0_step_") and r[key] != "" for key in r) == 6  # probed every 5 of 30 updates
+        assert float(r["q0_final"]) == float(r["q0_step_30"])
+        assert 0.0 <= float(r["v_policy_mc"]) <= 100 * (1 - 0.99**200) + 1e-3  # 200-step Monte-Carlo horizon
+    table = (results / "icq_fig1_smoke.md").read_text()
+    assert "## The paper's claim" in table and "| 4 | 24.03 |" in table
+    assert (results / "icq_fig1_smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+EXTRA_CHECKS["icq_fig1.py"] = _check_icq_fig1
+PARTIAL_SMOKE.add("icq_fig1.py")  # its smoke profile runs n = 4 only (Profile.cells)

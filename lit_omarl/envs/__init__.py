@@ -15,6 +15,7 @@ Built-in ids and options (defaults):
 * ``matrix`` (``payoff``: K x K nested list, required), ``matrix/xor``,
   ``matrix/mne``, ``matrix/mabcq`` (no options);
 * ``mmdp`` (``n_agents`` 5, alias ``n``; ``episode_limit`` 10);
+* ``icq_mmdp`` (``n_agents`` 4, alias ``n``; ``episode_limit`` 100): ICQ's two-state MMDP;
 * ``equal_line`` (``n`` 3; ``episode_limit`` 25);
 * ``bridge`` (``episode_limit`` 50);
 * ``smax/<map>`` (extra ``smax``), ``mamujoco/<Robot>-<conf>`` (extra ``mujoco``,
@@ -110,10 +111,12 @@ def _register_builtins() -> None:
     from lit_omarl.envs.bridge import make_bridge
     from lit_omarl.envs.equal_line import make_equal_line
     from lit_omarl.envs.matrix import PRESETS, make_matrix
+    from lit_omarl.envs.icq_mmdp import make_icq_mmdp
     from lit_omarl.envs.mmdp import make_mmdp
 
     register("matrix", make_matrix, ids=["matrix"] + [f"matrix/{name}" for name in PRESETS])
     register("mmdp", make_mmdp)
+    register("icq_mmdp", make_icq_mmdp)
     register("equal_line", make_equal_line)
     register("bridge", make_bridge)
     register("smax", "lit_omarl.envs.smax:make_smax", ids=[f"smax/{m}" for m in ("2s3z", "3s_vs_5z", "5m_vs_6m", "6h_vs_8z", "3s5z_vs_3s6z")] + ["smax/*"])

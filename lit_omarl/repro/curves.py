@@ -10,6 +10,13 @@ regenerates the PNG.
 :func:`run_cell_with_curves` is a ``run_fn`` for :class:`~lit_omarl.repro.TableSpec`:
 :func:`lit_omarl.repro.train.run_cell` plus the curves and summaries of
 ``train/q_taken_mean`` (the mixed Q of the dataset's joint actions).
+
+Optional per-run extras (keys of the run's budget or overrides, never passed to
+the model): ``q_probes`` + ``probe_every_steps`` attach :class:`JointQProbe`,
+which logs Q_tot of fixed (state, observations, joint action) inputs along
+training (``probe/<name>``, stored as ``<name>_step_<k>`` and ``<name>_final``);
+``mc_horizon`` adds ``v_policy_mc``, the discounted return of the final greedy
+policy from a reset, rolled out for that many steps (a Monte-Carlo true value).
 """
 
 from __future__ import annotations
@@ -94,22 +101,34 @@ def run_cell_with_curves(run: Any, workdir: Path) -> dict[str, float]:
     """``run_fn``: :func:`lit_omarl.repro.train.run_cell`, then the Q and return curves as scores.
 
     Budget keys besides those of ``run_cell``: ``q_true`` (the true value of the
-    dataset's joint actions; gives ``q_rel_error``). Adds
+    dataset's joint actions; gives ``q_rel_error``), ``q_probes`` / ``probe_every_steps``
+    (:class:`JointQProbe`; curves ``<name>_step_<k>`` and ``<name>_final``) and
+    ``mc_horizon`` (``v_policy_mc``, see :func:`policy_value_mc`); each may also be a
+    per-cell override, which wins over the budget. Adds
     ``trainer.log_every_n_steps`` so that every run logs about ``LOG_POINTS`` points,
     (the run's seed also seeds the model's streams and the batch sampler: see
     :func:`lit_omarl.repro.train.fit_config`).
     """
     from lit_omarl.repro.train import run_cell
 
-    budget = dict(run.budget)
-    q_true = budget.pop("q_true", None)
+    budget, cell = dict(run.budget), dict(run.overrides)
+    extras = {key: cell.pop(key, budget.pop(key, None)) for key in EXTRA_KEYS}  # per-cell values win
+    q_true = extras["q_true"]
     max_steps = int(budget.get("max_steps", 0))
     if max_steps < 1:
         raise ValueError(f"{run.label}: the budget needs max_steps >= 1 to draw curves, got {budget.get('max_steps')}")
     overrides = {
         "trainer.log_every_n_steps": max(1, max_steps // LOG_POINTS),
-        **dict(run.overrides),
+        **cell,
     }
+    probes = extras["q_probes"]
+    if probes:
+        clash = {"q", "return"} & set(probes)
+        if clash:
+            raise ValueError(f"{run.label}: probe names {sorted(clash)} clash with the q / return curves")
+        every = int(extras["probe_every_steps"] or max(1, max_steps // LOG_POINTS))
+        overrides["trainer.callbacks"] = [{"class_path": "lit_omarl.repro.curves.JointQProbe",
+                                           "init_args": {"probes": probes, "every_n_steps": every}}]
     try:
         scores = dict(run_cell(dataclasses.replace(run, budget=budget, overrides=overrides), workdir))
     except SystemExit as exc:  # LightningCLI exits on a bad config: record a failed run, do not kill the worker
@@ -122,7 +141,156 @@ def run_cell_with_curves(run: Any, workdir: Path) -> dict[str, float]:
     returns = {int(h["step"]): float(h["episode_return"]) for h in eval_history(logdir)}
     returns[max_steps] = float(scores["episode_return"])  # the final evaluation (more episodes) wins
     scores.update({f"return_step_{s}": v for s, v in sorted(returns.items()) if 0 < s <= max_steps})
+    for name in probes or {}:
+        points = read_scalars(logdir, f"{PROBE_PREFIX}{name}")
+        scores.update({f"{name}_step_{s}": v for s, v in curve_on_grid(points, steps).items()})
+        if points:
+            scores[f"{name}_final"] = max(points)[1]  # the value after the last probed update
+    if extras["mc_horizon"]:
+        model = load_final_model(logdir)
+        scores["v_policy_mc"] = policy_value_mc(model, horizon=int(extras["mc_horizon"]))
     return scores
+
+
+# keys of a run's budget / overrides read by run_cell_with_curves itself (never handed to the model)
+EXTRA_KEYS = ("q_true", "q_probes", "probe_every_steps", "mc_horizon")
+PROBE_PREFIX = "probe/"
+
+
+def _joint_q(model: Any, obs: Any, state: Any, actions: Any) -> Any:
+    """Q_tot(s, a) [B] of one-step inputs (obs [B, N, O], state [B, S], actions long [B, N]).
+
+    Uses ``model.joint_q`` when the algorithm defines it; otherwise knows the two
+    value-decomposition layouts of lit_omarl: a critic on [state, obs_i, id_i] + mixer
+    (ICQ) and a shared agent network on the agent inputs + mixer (QMIX, BCQ-MA, CFCQL...).
+    """
+    import torch
+
+    if callable(getattr(model, "joint_q", None)):
+        return model.joint_q(obs, state, actions)
+    if hasattr(model, "critic") and hasattr(model, "mixer") and not hasattr(model, "agent"):
+        from lit_omarl.nets.critics import state_obs_id_inputs
+
+        q_all = model.critic(state_obs_id_inputs(state, obs))  # [B, N, A]
+    elif hasattr(model, "agent") and hasattr(model, "mixer"):
+        inputs = model.agent_inputs.build(obs)[:, None]  # [B, 1, N, in]: one step from the start of an episode
+        q_all = model.agent.forward_seq(inputs)[0][:, 0]
+    else:
+        raise TypeError(f"{type(model).__name__}: no per-agent Q network + mixer to probe (define joint_q)")
+    taken = q_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # [B, N]
+    return model.mixer(taken[:, None], state[:, None])[:, 0]
+
+
+def _probe_tensors(probe: Mapping[str, Any], model: Any) -> tuple[Any, Any, Any]:
+    """(obs [1, N, O], state [1, S], actions [1, N]) of a probe; ``actions: "greedy"`` asks the model."""
+    import torch
+
+    obs = torch.tensor(probe["obs"], dtype=torch.float32, device=model.device)[None]
+    state = torch.tensor(probe["state"], dtype=torch.float32, device=model.device)[None]
+    if probe["actions"] == "greedy":
+        avail = torch.ones(*obs.shape[:2], model.spec.n_actions, dtype=torch.bool, device=model.device)
+        actions, _ = model.act(obs, avail, None, deterministic=True)
+    else:
+        actions = torch.tensor(probe["actions"], dtype=torch.long, device=model.device)[None]
+    return obs, state, actions
+
+
+def _make_probe_class() -> type:
+    """Builds :class:`JointQProbe` on first use, so importing this module does not import Lightning / torch."""
+    import lightning as L
+
+    class JointQProbe(L.Callback):
+        """Logs Q_tot of fixed inputs every ``every_n_steps`` updates, as ``probe/<name>``.
+
+        Args:
+            probes: ``{name: {"obs": N x O list, "state": S list, "actions": N list | "greedy"}}``
+                ("greedy": the model's own greedy joint action at that observation, all actions available).
+            every_n_steps: probe after every this many gradient updates (never at step 0).
+
+        The value after k updates is logged at step k - 1, Lightning's step of the k-th
+        update, so :func:`curve_on_grid` counts it as k like the training metrics.
+        """
+
+        def __init__(self, probes: dict[str, dict[str, Any]], every_n_steps: int = 50) -> None:
+            if every_n_steps < 1:
+                raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+            for name, probe in probes.items():
+                missing = {"obs", "state", "actions"} - set(probe)
+                if missing:
+                    raise ValueError(f"probe {name!r} misses {sorted(missing)}")
+            self.probes = dict(probes)
+            self.every_n_steps = int(every_n_steps)
+
+        def probe(self, model: Any) -> dict[str, float]:
+            """Q_tot of every probe under the model's current parameters."""
+            import torch
+
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    return {name: float(_joint_q(model, *_probe_tensors(p, model))[0]) for name, p in self.probes.items()}
+            finally:
+                model.train(was_training)
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            step = trainer.global_step
+            if step == 0 or step % self.every_n_steps:
+                return
+            values = self.probe(pl_module)
+            for logger in trainer.loggers:
+                logger.log_metrics({f"{PROBE_PREFIX}{k}": v for k, v in values.items()}, step=step - 1)
+
+    JointQProbe.__module__, JointQProbe.__qualname__ = __name__, "JointQProbe"
+    return JointQProbe
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: ``lit_omarl.repro.curves.JointQProbe`` (a LightningCLI class_path)
+    if name == "JointQProbe":
+        cls = _make_probe_class()
+        globals()["JointQProbe"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_final_model(logdir: Path) -> Any:
+    """The model of ``<logdir>/checkpoints/last.ckpt`` (class from the checkpoint's saved config), on CPU, in eval mode."""
+    import importlib
+
+    import torch
+    import yaml
+
+    logdir = Path(logdir)
+    config = yaml.safe_load((logdir / "config.yaml").read_text()) if (logdir / "config.yaml").exists() else None
+    if config is None:
+        config = yaml.safe_load((logdir.parents[1] / "config.yaml").read_text())
+    module, _, name = config["model"]["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    model = cls.load_from_checkpoint(logdir / "checkpoints" / "last.ckpt", map_location=torch.device("cpu"), weights_only=False)
+    return model.eval()
+
+
+def policy_value_mc(model: Any, *, horizon: int, seed: int = 0, episodes: int = 1) -> float:
+    """Monte-Carlo value of the model's greedy policy: the mean discounted return (``model.hparams.gamma``)
+    from a reset of the model's env, with the env's time limit set to ``horizon`` (option ``episode_limit``)."""
+    import torch
+
+    from lit_omarl.envs import make
+
+    spec = model.spec
+    options = {**(spec.env_options or {}), "episode_limit": int(horizon)}
+    env = make(spec.env_id, num_envs=episodes, seed=seed, **options)
+    gamma = float(model.hparams.gamma)
+    ts, hidden, discount = env.reset(seed=seed), None, 1.0
+    total = torch.zeros(episodes)
+    with torch.no_grad():
+        while env.active.any():
+            active = env.active.clone()
+            actions, hidden = model.act(ts.obs, ts.avail, hidden, deterministic=True)
+            ts = env.step(actions.cpu())
+            total += discount * ts.reward * active
+            discount *= gamma
+    return float(total.mean())
 
 
 def curves_from_csv(path: Path, curve: str, group_by: Sequence[str] = ("dataset", "algorithm")) -> dict[tuple[str, ...], dict[int, list[float]]]:
