@@ -24,6 +24,9 @@ def test_smoke_profile_writes_table_and_csv(script, tmp_path):
          "--out", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"), "--workers", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
+    if res.returncode != 0 and "has shipped behaviour policies" in res.stderr:
+        # a SMAX table none of whose maps has trained behaviour policies yet (lit_omarl/assets/behaviour/)
+        pytest.skip(res.stderr.strip().splitlines()[-1])
     assert res.returncode == 0, res.stderr[-3000:]
     name = script[:-3]
     table = (tmp_path / "results" / f"{name}_smoke.md").read_text()
@@ -79,7 +82,7 @@ EXTRA_CHECKS = {"cfcql_fig1.py": _check_cfcql_fig1, "mabcq_matrix.py": _check_ma
                 "cfcql_table3.py": _smax_smoke_cells("cfcql_table3", {("2s3z", "expert", "CFCQL"), ("2s3z", "mixed", "BC")}),
                 "inspo_table4.py": _smax_smoke_cells("inspo_table4", {("2s3z", "expert", "InSPO"), ("2s3z", "medium", "OMIGA")})}
 # smoke profiles that run only some cells of their table (the others render as n/a)
-PARTIAL_SMOKE = {"cfcql_table3.py", "inspo_table4.py"}
+PARTIAL_SMOKE = {"cfcql_table3.py", "inspo_table4.py", "omac_table4.py", "omac_table1.py"}
 
 
 def _check_icq_fig1(results):
