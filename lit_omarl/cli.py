@@ -1,7 +1,7 @@
 """The ``lit-omarl`` command.
 
 * ``lit-omarl fit|validate|test --config FILE`` : LightningCLI (``--print_config`` shows every option).
-* ``lit-omarl data import|generate|smax-recipe|validate|card ...`` : dataset tools.
+* ``lit-omarl data import|generate|smax-recipe|continuous-recipe|validate|card ...`` : dataset tools.
 * ``lit-omarl configs`` : list the shipped YAML configs.
 """
 
@@ -135,6 +135,22 @@ def _data_parser() -> argparse.ArgumentParser:
     rec.add_argument("--cards-dir", help="also write a markdown card per dataset there (smax_<map>_<quality>.md)")
     rec.add_argument("--overwrite", action="store_true", help="replace files made with other settings")
 
+    crec = sub.add_parser("continuous-recipe", help="OMAR / CFCQL's continuous datasets of a task (random, medium_replay, "
+                                                   "medium, expert) from its shipped MATD3 policies")
+    crec.add_argument("--env", required=True, help="continuous env with policies in lit_omarl/assets/behaviour/<env dir>/, "
+                                                   "e.g. mpe/simple_spread")
+    crec.add_argument("--out-dir", help="folder of the files (default: <dataset cache>/continuous_recipe/<env dir>_<E>ep_s<seed>)")
+    crec.add_argument("--episodes", type=int, help="episodes per generated dataset (default: OMAR's 1M transitions)")
+    crec.add_argument("--seed", type=int, default=0, help="recipe seed (default 0)")
+    crec.add_argument("--batch-size", type=int, default=1000, help="episodes simulated in parallel (default 1000)")
+    crec.add_argument("--only", help="comma-separated subset of: random,medium_replay,medium,expert")
+    crec.add_argument("--noise", type=float, default=0.1,
+                      help="Gaussian action noise of the medium / expert behaviours, units of the action half-range (default 0.1)")
+    crec.add_argument("--policy-dir", help="folder with medium.pt, expert.pt, policies.json, train_config.json")
+    crec.add_argument("--replay", help="replay_return_<q>.h5 dump of a matd3_online run (medium_replay) instead of a re-run")
+    crec.add_argument("--cards-dir", help="also write a markdown card per dataset there (<env dir>_<quality>.md)")
+    crec.add_argument("--overwrite", action="store_true", help="replace files made with other settings")
+
     val = sub.add_parser("validate", help="check a dataset file; exit 0 and a one-line summary, or 1 and the defect")
     val.add_argument("file")
 
@@ -168,6 +184,19 @@ def data_main(argv: list[str]) -> int:
             out_dir = ns.out_dir or default_out_dir(ns.map, ns.episodes, ns.seed)
             items = smax_recipe(ns.map, out_dir, episodes=ns.episodes, seed=ns.seed, batch_size=ns.batch_size,
                                 replay=ns.replay, qualities=only, policy_dir=ns.policy_dir, overwrite=ns.overwrite)
+            if ns.cards_dir:
+                write_cards(out_dir, ns.cards_dir, qualities=[i.quality for i in items])
+            print(f"recipe done: {out_dir} ({sum(i.status != 'skipped' for i in items)} datasets)")
+        elif ns.cmd == "continuous-recipe":
+            from lit_omarl.behaviour.continuous_recipe import (continuous_recipe, default_episodes, default_out_dir,
+                                                               write_cards)
+
+            only = [q.strip() for q in ns.only.split(",") if q.strip()] if ns.only else None
+            episodes = ns.episodes if ns.episodes is not None else default_episodes(ns.env)
+            out_dir = ns.out_dir or default_out_dir(ns.env, episodes, ns.seed)
+            items = continuous_recipe(ns.env, out_dir, episodes=episodes, seed=ns.seed, batch_size=ns.batch_size,
+                                      qualities=only, policy_dir=ns.policy_dir, noise=ns.noise, replay=ns.replay,
+                                      overwrite=ns.overwrite)
             if ns.cards_dir:
                 write_cards(out_dir, ns.cards_dir, qualities=[i.quality for i in items])
             print(f"recipe done: {out_dir} ({sum(i.status != 'skipped' for i in items)} datasets)")

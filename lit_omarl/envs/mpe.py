@@ -73,6 +73,9 @@ Prey (tag and world). ``prey_policy`` is one of
   and back towards the centre near the border (mpe2 penalises prey beyond
   |x| = 0.9);
 * ``"random"`` (uniform force directions), ``"still"`` (no force);
+* ``"pretrained"``: the prey trained by lit_omarl
+  (:mod:`lit_omarl.behaviour.mpe_prey`), shipped as
+  ``lit_omarl/assets/behaviour/mpe_prey/<task>.pt`` (README there);
 * a weights file ``path/to/prey.pt`` (or ``file:path``) in the format
   written by :meth:`MLPPreyPolicy.save` (``lit_omarl-prey-v1``: an MLP from
   the prey's observation to its action, with its task and action mode);
@@ -541,7 +544,44 @@ class MLPPreyPolicy(torch.nn.Module):
         return policy
 
 
-_BUILTIN_PREY = {"heuristic": HeuristicPrey, "random": RandomPrey, "still": StillPrey}
+PRETRAINED_PREY_DIR = Path(__file__).resolve().parents[1] / "assets" / "behaviour" / "mpe_prey"
+
+
+class PretrainedPrey:
+    """The prey trained and shipped by lit_omarl (``prey_policy="pretrained"``).
+
+    Weights: ``lit_omarl/assets/behaviour/mpe_prey/<task>.pt`` (format
+    ``lit_omarl-prey-v1``, "xy" actions), trained by
+    :mod:`lit_omarl.behaviour.mpe_prey` (command, seed, steps and returns in
+    the README there). The file of the task is loaded at the first reset.
+    """
+
+    name = "pretrained"
+    action_mode = "xy"
+
+    def __init__(self) -> None:
+        self.policy: MLPPreyPolicy | None = None
+
+    def begin(self, task: PreyTask, num_envs: int, generator: torch.Generator) -> None:
+        if self.policy is None or self.policy.task_name != task.task:
+            path = PRETRAINED_PREY_DIR / f"{task.task}.pt"
+            if not path.is_file():
+                shipped = sorted(p.stem for p in PRETRAINED_PREY_DIR.glob("*.pt"))
+                raise ValueError(f"prey_policy 'pretrained': no prey shipped for {task.task} ({path} does not exist; "
+                                 f"shipped: {', '.join(shipped) or 'none'})")
+            policy = MLPPreyPolicy.load(path, name="pretrained")
+            if policy.action_mode != self.action_mode:
+                raise ValueError(f"{path}: key 'action_mode': the shipped prey must use 'xy', got {policy.action_mode!r}")
+            self.policy = policy
+        self.policy.begin(task, num_envs, generator)
+
+    def act(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.policy is None:
+            raise RuntimeError("prey_policy 'pretrained': act() before begin()")
+        return self.policy.act(obs, generator)
+
+
+_BUILTIN_PREY = {"heuristic": HeuristicPrey, "random": RandomPrey, "still": StillPrey, "pretrained": PretrainedPrey}
 
 
 def resolve_prey_policy(value: Any) -> Any:

@@ -1,0 +1,85 @@
+"""Measured reference returns of the continuous tasks (random and expert), for normalized scores.
+
+normalized = 100 * (return - random) / (expert - random)  (D4RL's convention, as OMAR / CFCQL report it;
+REFERENCE.md: "use D4RL's formula with fixed per-task references").
+
+* random: mean episode return of uniform random actions in [action_low, action_high];
+* expert: mean greedy return of the final MATD3 policy shipped in
+  ``lit_omarl/assets/behaviour/<env dir>/expert.pt`` (the behaviour policy of the expert dataset).
+
+Both measured on 1000 episodes (seed 12345, batches of 250 parallel episodes seeded 12345 + k) by::
+
+    python -m lit_omarl.behaviour.continuous_recipe references --env ENV_ID [--option KEY=VALUE]
+
+(the command :func:`lit_omarl.behaviour.continuous_recipe.ship_policies` runs when the policies are shipped;
+the numbers and the load average are also in the assets folder's ``policies.json``). They are returns in
+OUR environments (mpe2 rewards; docs/CONTINUOUS.md), not comparable with OMAR's MPE fork.
+
+Options matter: a reference is valid only for the env options it was measured with (``env_options``
+below, e.g. the prey of simple_tag); :func:`reference_returns` returns None for other options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# env id -> measured references and how
+REFERENCES: dict[str, dict[str, Any]] = {
+    # measured 2026-11-22 by `python -m lit_omarl.behaviour.continuous_recipe ship --run RUN ...` (load average 6.1 on
+    # 2 cores; 1000 episodes each, std random 7.80, expert 3.25); expert = mpe_simple_spread/expert.pt (MATD3, 1.35M steps)
+    "mpe/simple_spread": {
+        "random": -25.917743682861328,
+        "expert": -9.977113723754883,
+        "episodes": 1000,
+        "env_options": {},
+        "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mpe/simple_spread",
+    },
+    # measured 2026-11-22 the same way (load average 1.6; std random 5.13, expert 29.14) with the shipped prey
+    # (prey_policy="pretrained", lit_omarl/assets/behaviour/mpe_prey/simple_tag.pt); expert = mpe_simple_tag/expert.pt
+    # (MATD3, 1.5M steps). Returns against the default "heuristic" prey are NOT normalized by these numbers.
+    "mpe/simple_tag": {
+        "random": 1.440000057220459,
+        "expert": 41.06999969482422,
+        "episodes": 1000,
+        "env_options": {"prey_policy": "pretrained"},
+        "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mpe/simple_tag --option prey_policy=pretrained",
+    },
+}
+
+# the flat (random, expert) view, shaped like lit_omarl.eval.scores.REFERENCE_RETURNS; it ignores env options
+# (simple_tag's numbers hold for the shipped prey only): prefer reference_returns(env_id, env_options)
+REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
+    env: (float(r["random"]), float(r["expert"])) for env, r in REFERENCES.items()
+    if r["random"] is not None and r["expert"] is not None
+}
+
+# options that do not change the task's returns (bookkeeping defaults recorded in every spec)
+_NEUTRAL = {"episode_limit": 25, "action_mode": "xy", "backend": "torch", "team_reward": "mean", "out_of_bounds": "clip",
+            "local_ratio": 0.5}
+
+
+def _normal(options: dict[str, Any] | None) -> dict[str, Any]:
+    out = {k: v for k, v in (options or {}).items() if not (k in _NEUTRAL and v == _NEUTRAL[k])}
+    out.pop("backend", None)  # the mpe2 backend is the same task
+    out.pop("out_of_bounds", None)
+    return out
+
+
+def reference_returns(env_id: str, env_options: dict[str, Any] | None = None) -> tuple[float, float] | None:
+    """(random, expert) of ``env_id`` with ``env_options`` (None if not measured for these options)."""
+    ref = REFERENCES.get(env_id)
+    if ref is None or ref["random"] is None or ref["expert"] is None:
+        return None
+    if _normal(env_options) != _normal(ref["env_options"]):
+        return None
+    return float(ref["random"]), float(ref["expert"])
+
+
+def normalized_score(env_id: str, env_options: dict[str, Any] | None, episode_return: float) -> float | None:
+    refs = reference_returns(env_id, env_options)
+    if refs is None or refs[0] == refs[1]:
+        return None
+    return 100.0 * (episode_return - refs[0]) / (refs[1] - refs[0])
+
+
+__all__ = ["REFERENCES", "REFERENCE_RETURNS", "normalized_score", "reference_returns"]

@@ -1,0 +1,126 @@
+"""The continuous dataset recipe (lit_omarl.behaviour.continuous_recipe) on a tiny MATD3 run of mpe/simple_spread."""
+
+import json
+
+import h5py
+import pytest
+
+import lit_omarl.behaviour.continuous_recipe as cr
+from lit_omarl.behaviour.matd3_online import MATD3OnlineConfig, train_matd3
+from lit_omarl.data.schema import read_dataset
+
+ENV = "mpe/simple_spread"
+
+
+def test_choose_medium_by_hand():
+    curve = [{"env_steps": 0, "return": -5.0}, {"env_steps": 10, "return": -30.0}, {"env_steps": 20, "return": -19.0},
+             {"env_steps": 30, "return": -17.0}, {"env_steps": 40, "return": -10.0}]
+    # random -26, expert -10: threshold -26 + 0.5 * 16 = -18; step 0 is skipped (untrained); first >= -18 is step 30
+    point, threshold = cr.choose_medium(curve, -26.0, -10.0)
+    assert threshold == -18.0 and point["env_steps"] == 30
+    assert cr.choose_medium(curve, -26.0, 20.0)[0] is None  # threshold -3 never reached
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A tiny MATD3 run shipped with fixed references (random -1000, expert 0 -> medium threshold -500)."""
+    root = tmp_path_factory.mktemp("recipe")
+    cfg = MATD3OnlineConfig(env_id=ENV, env_steps=300, num_envs=4, batch_size=32, start_steps=100, updates_per_step=0.25,
+                            eval_every=100, eval_episodes=4, checkpoint_every=100, buffer_size=2000)
+    train_matd3(cfg, root / "run")
+    fake = {"random": -1000.0, "random_std": 0.0, "expert": 0.0, "expert_std": 0.0, "episodes": 4, "seed": 0}
+    mp = pytest.MonkeyPatch()
+    mp.setattr(cr, "measure_references", lambda *a, **k: dict(fake))
+    try:
+        meta = cr.ship_policies(root / "run", root / "policies", command="tiny", episodes=4, log=None)
+    finally:
+        mp.undo()
+    return root, meta
+
+
+def test_ship_policies_writes_small_actor_files_and_metadata(shipped):
+    root, meta = shipped
+    pol = root / "policies"
+    assert meta["medium"]["threshold"] == -500.0 and meta["medium"]["checkpoint"] == "step_100.pt"
+    assert json.loads((pol / "policies.json").read_text())["env_id"] == ENV
+    for name in ("expert.pt", "medium.pt", "train_config.json", "curve.jsonl"):
+        assert (pol / name).is_file()
+
+
+def run_recipe(shipped, out, **kw):
+    root, _ = shipped
+    return cr.continuous_recipe(ENV, out, episodes=kw.pop("episodes", 6), seed=kw.pop("seed", 0), batch_size=6,
+                                policy_dir=root / "policies", log=None, **kw)
+
+
+def test_recipe_writes_four_datasets_deterministically_and_caches(shipped, tmp_path):
+    items = run_recipe(shipped, tmp_path / "a")
+    assert [i.quality for i in items] == ["random", "medium_replay", "medium", "expert"]
+    assert all(i.status == "generated" for i in items)
+    files = {i.quality: read_dataset(i.file) for i in items}
+    for q in ("random", "medium", "expert"):
+        assert files[q].n_episodes == 6 and files[q].attrs["quality"] == q
+    assert files["random"].attrs["behaviour"] == "uniform"
+    assert files["expert"].attrs["behaviour"].startswith("noise:0.1:policy:") and files["expert"].attrs["seed"] == 3
+    rep = files["medium_replay"]  # the buffer of the re-run at its step-100 test: 4 completed episodes
+    assert rep.n_episodes == 4 and rep.attrs["stop_at_return"] == -500.0
+    assert items[1].extra["medium_policy_match"] is True
+    again = run_recipe(shipped, tmp_path / "b")
+    assert [i.sha256 for i in again] == [i.sha256 for i in items]  # deterministic: identical files
+    cached = run_recipe(shipped, tmp_path / "a")
+    assert all(i.status == "cached" for i in cached) and [i.sha256 for i in cached] == [i.sha256 for i in items]
+    other_seed = run_recipe(shipped, tmp_path / "c", seed=1, qualities=["expert"])
+    assert other_seed[0].sha256 != items[3].sha256
+    manifest = json.loads((tmp_path / "a" / "recipe.json").read_text())
+    assert set(manifest["datasets"]) == set(cr.QUALITIES) and "--seed 3" in manifest["datasets"]["expert"]["command"]
+
+
+def test_recipe_never_overwrites_a_foreign_or_different_file(shipped, tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    foreign = cr.dataset_path(out, ENV, "random")
+    foreign.write_text("my notes")
+    with pytest.raises(cr.RecipeError, match="mpe_simple_spread_random.h5: exists but is not a readable dataset"):
+        run_recipe(shipped, out, qualities=["random"])
+    assert foreign.read_text() == "my notes"
+    foreign.unlink()
+    run_recipe(shipped, out, qualities=["random"])
+    with pytest.raises(cr.RecipeError, match=r"n_episodes: file has 6, recipe asks 7"):
+        run_recipe(shipped, out, qualities=["random"], episodes=7)
+    with pytest.raises(cr.RecipeError, match="--only: unknown quality 'mixed'"):
+        run_recipe(shipped, out, qualities=["mixed"])
+    with pytest.raises(cr.RecipeError, match="lacks medium.pt, expert.pt, policies.json"):
+        cr.continuous_recipe(ENV, out, episodes=2, policy_dir=tmp_path / "nothing", log=None)
+
+
+def test_cards_and_cli(shipped, tmp_path, capsys):
+    from lit_omarl.cli import main
+
+    root, _ = shipped
+    out, cards = tmp_path / "e", tmp_path / "cards"
+    code = main(["data", "continuous-recipe", "--env", ENV, "--out-dir", str(out), "--episodes", "5", "--batch-size", "5",
+                 "--only", "random,expert", "--policy-dir", str(root / "policies"), "--cards-dir", str(cards)])
+    assert code == 0
+    names = sorted(p.name for p in cards.glob("*.md"))
+    assert names == ["mpe_simple_spread_expert.md", "mpe_simple_spread_random.md"]
+    card = (cards / "mpe_simple_spread_expert.md").read_text()
+    assert "## Return distribution" in card and "normalized mean return" in card and "| episodes | 5 |" in card
+    with h5py.File(out / "mpe_simple_spread_random.h5", "r") as f:
+        assert int(f.attrs["n_episodes"]) == 5
+    assert main(["data", "continuous-recipe", "--env", ENV, "--out-dir", str(out), "--only", "nope"]) == 1
+    assert "unknown quality 'nope'" in capsys.readouterr().err
+
+
+def test_reference_returns_apply_only_to_their_options():
+    from lit_omarl.envs import make
+    from lit_omarl.envs.reference_returns import REFERENCE_RETURNS, normalized_score, reference_returns
+
+    rnd, exp = REFERENCE_RETURNS[ENV]
+    assert rnd < exp
+    assert reference_returns(ENV, make(ENV).spec.env_options) == (rnd, exp)  # default options recorded in specs
+    assert reference_returns(ENV, {"local_ratio": 0.2}) is None and reference_returns("mpe/unknown") is None
+    tag = make("mpe/simple_tag", prey_policy="pretrained").spec.env_options
+    assert reference_returns("mpe/simple_tag", tag) == REFERENCE_RETURNS["mpe/simple_tag"]
+    assert reference_returns("mpe/simple_tag", make("mpe/simple_tag").spec.env_options) is None  # other prey
+    assert normalized_score(ENV, None, exp) == pytest.approx(100.0)
+    assert normalized_score(ENV, None, (rnd + exp) / 2) == pytest.approx(50.0)
