@@ -76,10 +76,10 @@ def reference_returns(env_id: str, env_options: dict[str, Any] | None = None) ->
 
 
 def normalized_score(env_id: str, env_options: dict[str, Any] | None, episode_return: float) -> float | None:
-    refs = reference_returns(env_id, env_options)
-    if refs is None or refs[0] == refs[1]:
-        return None
-    return 100.0 * (episode_return - refs[0]) / (refs[1] - refs[0])
+    """:func:`lit_omarl.eval.scores.normalized_score` (which falls back to the references here)."""
+    from lit_omarl.eval.scores import normalized_score as score
+
+    return score(env_id, env_options, episode_return)
 
 
 __all__ = ["REFERENCES", "REFERENCE_RETURNS", "normalized_score", "reference_returns"]

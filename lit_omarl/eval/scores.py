@@ -4,7 +4,9 @@ normalized = 100 * (return - random) / (expert - random)  (D4RL convention, as
 cfcql.md / OMAR report). References are constants stored here, never the
 min/max of whichever algorithms happen to be in a table. Matrix games use the
 exact expected return of the uniform joint policy as "random" and the best
-joint action as "expert"; other tasks add their measured references here.
+joint action as "expert"; tasks with trained behaviour policies use the returns
+measured from them (:mod:`lit_omarl.envs.reference_returns`, checked against
+the env options, e.g. the MPE prey).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ def reference_returns(env_id: str, env_options: dict | None = None) -> tuple[flo
 
         payoff = make(env_id, num_envs=1, **(env_options or {})).payoff.tolist()
         return _matrix_references(payoff)
-    return None
+    # references measured from lit_omarl's behaviour policies (MPE, ...), valid only for their env options
+    from lit_omarl.envs.reference_returns import reference_returns as measured
+
+    return measured(env_id, env_options)
 
 
 def normalized_score(env_id: str, env_options: dict | None, episode_return: float) -> float | None:
