@@ -12,6 +12,15 @@
   without a path (:func:`resolve_policy`, :func:`shipped_policies`).
 * :mod:`lit_omarl.behaviour.recipe`: the papers' SMAX dataset recipe
   (``lit-omarl data smax-recipe``).
+* :mod:`lit_omarl.behaviour.ship`: picks a QMIX run's medium / expert
+  policies and ships them (``python -m lit_omarl.behaviour.ship``).
+* :mod:`lit_omarl.behaviour.matd3_online`: MATD3 trained online on the
+  continuous envs (MPE, MaMuJoCo), checkpoints usable as ``policy:`` behaviours.
+* :mod:`lit_omarl.behaviour.mpe_prey`: trains the fixed MPE prey shipped in
+  ``assets/behaviour/mpe_prey/`` (``prey_policy="pretrained"``).
+* :mod:`lit_omarl.behaviour.continuous_recipe`: the OMAR / CFCQL continuous
+  recipe (random / medium_replay / medium / expert;
+  ``lit-omarl data continuous-recipe``).
 * :func:`load_policy`: a checkpoint as a policy with the ``act(obs, avail,
   hidden, deterministic)`` contract of :mod:`lit_omarl.eval.rollout`, e.g.
   ``evaluate(load_policy(path), "smax/2s3z", None, episodes=32, seed=0,
