@@ -82,7 +82,7 @@ EXTRA_CHECKS = {"cfcql_fig1.py": _check_cfcql_fig1, "mabcq_matrix.py": _check_ma
                 "cfcql_table3.py": _smax_smoke_cells("cfcql_table3", {("2s3z", "expert", "CFCQL"), ("2s3z", "mixed", "BC")}),
                 "inspo_table4.py": _smax_smoke_cells("inspo_table4", {("2s3z", "expert", "InSPO"), ("2s3z", "medium", "OMIGA")})}
 # smoke profiles that run only some cells of their table (the others render as n/a)
-PARTIAL_SMOKE = {"cfcql_table3.py", "inspo_table4.py", "omac_table4.py", "omac_table1.py"}
+PARTIAL_SMOKE = {"cfcql_table3.py", "inspo_table4.py", "omac_table4.py", "omac_table1.py", "cfcql_table1.py", "cfcql_table5.py"}
 
 
 def _check_icq_fig1(results):
