@@ -49,45 +49,36 @@ steps, size and sha256; :func:`write_cards` turns it into dataset cards.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import shlex
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import h5py
 import numpy as np
 import torch
+
+from lit_omarl.behaviour._recipe_common import MANIFEST  # noqa: F401  (re-exported)
+from lit_omarl.behaviour._recipe_common import (RecipeError, RecipeItemBase, card_head, card_tail, check_batch_size,
+                                                finish_common, level_refs, load_manifest, load_str, make_or_check,
+                                                recipe_cache_dir, recipe_command, replay_source, reuse, sha256_file,
+                                                shell, wanted_qualities, write_cards_common, write_manifest)
 
 QUALITIES = ("random", "medium_replay", "medium", "expert")
 SEED_OFFSETS = {"random": 1, "medium": 2, "expert": 3}
 DEFAULT_NOISE = 0.1
 MEDIUM_FRACTION = 0.5
 OMAR_TRANSITIONS = 1_000_000
-MANIFEST = "recipe.json"
 POLICIES = "policies.json"
 REFERENCE_EPISODES, REFERENCE_SEED, REFERENCE_BATCH = 1000, 12345, 250
 
 
-class RecipeError(ValueError):
-    """A recipe that cannot run as asked (missing policies, a clashing file, a bad replay dump)."""
-
-
 @dataclass
-class RecipeItem:
-    """One dataset of the recipe: where it is and how it was made."""
+class RecipeItem(RecipeItemBase):
+    """One dataset of the recipe: where it is and how it was made (quality, file, status, behaviour, seed,
+    episodes, transitions: :class:`RecipeItemBase`)."""
 
-    quality: str
-    file: str
-    status: str  # generated | cached | skipped
-    behaviour: str = ""
-    seed: int | None = None
-    episodes: int = 0
-    transitions: int = 0
     return_mean: float | None = None
     seconds: float | None = None
     cpu_seconds: float | None = None
@@ -111,9 +102,7 @@ def dataset_path(out_dir: str | Path, env_id: str, quality: str) -> Path:
 
 def default_out_dir(env_id: str, episodes: int, seed: int) -> Path:
     """``<dataset cache>/continuous_recipe/<env dir>_<episodes>ep_s<seed>``."""
-    from lit_omarl.data.datamodule import default_cache_dir
-
-    return default_cache_dir() / "continuous_recipe" / f"{env_dir(env_id)}_{int(episodes)}ep_s{int(seed)}"
+    return recipe_cache_dir("continuous_recipe", env_dir(env_id), episodes, seed)
 
 
 def default_episodes(env_id: str) -> int:
@@ -153,9 +142,7 @@ def load_policies_meta(env_id: str, policy_dir: str | Path | None = None) -> dic
 def policy_refs(env_id: str, policy_dir: str | Path | None = None) -> dict[str, str]:
     folder, shipped = policy_folder(env_id, policy_dir)
     load_policies_meta(env_id, policy_dir)
-    if shipped:
-        return {level: f"{env_dir(env_id)}/{level}" for level in ("medium", "expert")}
-    return {level: str(folder / f"{level}.pt") for level in ("medium", "expert")}
+    return level_refs(folder, shipped, env_dir(env_id))
 
 
 def behaviours(env_id: str, policy_dir: str | Path | None = None, noise: float = DEFAULT_NOISE,
@@ -174,67 +161,8 @@ def generation_seed(quality: str, seed: int) -> int:
 
 
 # ------------------------------------------------------------------ file helpers
-def sha256_file(path: str | Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _attrs(path: Path) -> dict[str, Any]:
-    with h5py.File(path, "r") as f:
-        out = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
-
-
-def _check_existing(path: Path, want: dict[str, Any]) -> None:
-    """RecipeError unless the file at ``path`` is a dataset made with the settings ``want``."""
-    try:
-        have = _attrs(path)
-    except OSError as err:
-        raise RecipeError(f"{path}: exists but is not a readable dataset ({err}); it is not overwritten "
-                          "(remove it, choose another --out-dir, or pass --overwrite)") from None
-    diff = {k: (have.get(k), v) for k, v in want.items() if str(have.get(k)) != str(v)}
-    if diff:
-        detail = "; ".join(f"{k}: file has {a!r}, recipe asks {b!r}" for k, (a, b) in diff.items())
-        raise RecipeError(f"{path}: exists but was made with other settings ({detail}); it is not overwritten "
-                          "(choose another --out-dir or pass --overwrite)")
-
-
-def _shell(args: Iterable[Any]) -> str:
-    return " ".join(shlex.quote(str(a)) for a in args)
-
-
-def _load_str() -> str:
-    try:
-        return "%.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        return "n/a"
-
-
-def _load_manifest(out_dir: Path) -> dict[str, Any]:
-    path = out_dir / MANIFEST
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return {}
-    return {}
-
-
 def _finish(item: RecipeItem, path: Path, previous: dict[str, Any]) -> RecipeItem:
-    item.size_bytes = path.stat().st_size
-    old = previous.get(item.quality, {})
-    if item.status == "cached" and old.get("size_bytes") == item.size_bytes and old.get("sha256"):
-        item.sha256 = old["sha256"]
-        for key in ("seconds", "cpu_seconds", "load_average", "command", "note", "extra"):
-            if getattr(item, key) in (None, "", 0, {}) and old.get(key) not in (None, ""):
-                setattr(item, key, old[key])
-    else:
-        item.sha256 = sha256_file(path)
-    a = _attrs(path)
-    item.episodes, item.transitions = int(a["n_episodes"]), int(a["n_transitions"])
+    a = finish_common(item, path, previous, ("seconds", "cpu_seconds", "load_average", "command", "note", "extra"))
     item.return_mean = float(a["return_mean"])
     return item
 
@@ -280,28 +208,20 @@ def continuous_recipe(
     batch_size = int(batch_size)
     if episodes < 1:
         raise RecipeError(f"continuous-recipe --episodes: must be >= 1, got {episodes}")
-    if batch_size < 1:
-        raise RecipeError(f"continuous-recipe --batch-size: must be >= 1, got {batch_size}")
+    check_batch_size("continuous-recipe", batch_size)
     if not (noise >= 0 and np.isfinite(noise)):
         raise RecipeError(f"continuous-recipe --noise: must be a finite number >= 0, got {noise}")
-    wanted = list(QUALITIES) if qualities is None else list(dict.fromkeys(qualities))
-    unknown = [q for q in wanted if q not in QUALITIES]
-    if unknown:
-        raise RecipeError(f"continuous-recipe --only: unknown quality {', '.join(map(repr, unknown))}; known: {', '.join(QUALITIES)}")
+    wanted = wanted_qualities("continuous-recipe", qualities, QUALITIES)
     needs_policies = any(q in wanted for q in ("medium", "expert")) or ("medium_replay" in wanted and replay is None)
     meta = load_policies_meta(env_id, policy_dir) if needs_policies else {}
     env_options = dict(meta.get("env_options", {})) if meta else {}
     specs = behaviours(env_id, policy_dir, noise, wanted)
     out = Path(out_dir).expanduser() if out_dir is not None else default_out_dir(env_id, episodes, seed)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = _load_manifest(out)
-    previous = manifest.get("datasets", {})
-    recipe_cmd = ["lit-omarl", "data", "continuous-recipe", "--env", env_id, "--out-dir", out, "--episodes", episodes,
-                  "--seed", seed, "--batch-size", batch_size, "--noise", f"{noise:g}"]
-    if policy_dir is not None:
-        recipe_cmd += ["--policy-dir", policy_dir]
-    if replay is not None:
-        recipe_cmd += ["--replay", replay]
+    previous = load_manifest(out).get("datasets", {})
+    recipe_cmd = recipe_command(["lit-omarl", "data", "continuous-recipe", "--env", env_id, "--out-dir", out, "--episodes",
+                                 episodes, "--seed", seed, "--batch-size", batch_size, "--noise", f"{noise:g}"],
+                                policy_dir, replay)
     say = log or (lambda _msg: None)
     recipe_attr = f"continuous-recipe env={env_id} episodes={episodes} seed={int(seed)} batch_size={batch_size} noise={noise:g}"
     items: list[RecipeItem] = []
@@ -314,28 +234,22 @@ def continuous_recipe(
         b = min(batch_size, episodes)
         want = {"env": env_id, "behaviour": behaviour, "seed": gen_seed, "n_episodes": episodes, "batch_size": b}
         opts = [x for k, v in env_options.items() for x in ("--option", f"{k}={json.dumps(v)}")]
-        command = _shell(["lit-omarl", "data", "generate", "--env", env_id, "--behaviour", behaviour, "--episodes", episodes,
-                          "--seed", gen_seed, "--batch-size", batch_size, "--quality", quality, *opts, "--out", path])
+        command = shell(["lit-omarl", "data", "generate", "--env", env_id, "--behaviour", behaviour, "--episodes", episodes,
+                         "--seed", gen_seed, "--batch-size", batch_size, "--quality", quality, *opts, "--out", path])
         item = RecipeItem(quality, str(path), "cached", behaviour, gen_seed, command=command)
-        if path.exists() and not overwrite:
-            _check_existing(path, want)
-        else:
-            item.status, item.load_average = "generated", _load_str()
-            say(f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {b}) ...")
-            start, cpu = time.perf_counter(), time.process_time()
-            generate_dataset(env_id, behaviour, episodes, gen_seed, out=path, env_options=env_options, batch_size=batch_size,
-                             overwrite=overwrite, quality=quality, extra_attrs={"recipe": recipe_attr})
-            item.seconds, item.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        make_or_check(item, path, want, overwrite,
+                      lambda: generate_dataset(env_id, behaviour, episodes, gen_seed, out=path, env_options=env_options,
+                                               batch_size=batch_size, overwrite=overwrite, quality=quality,
+                                               extra_attrs={"recipe": recipe_attr}),
+                      say, f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {b}) ...")
         items.append(_finish(item, path, previous))
         _log_item(items[-1], say)
 
-    by_quality = {**previous, **{i.quality: asdict(i) for i in items}}
-    manifest = {"env": env_id, "env_options": env_options, "recipe_seed": int(seed), "episodes": episodes,
-                "batch_size": batch_size, "noise": noise, "recipe_command": _shell(recipe_cmd),
-                "medium_definition": meta.get("medium", {}).get("definition", "") if meta else "",
-                "references": meta.get("references", {}) if meta else {},
-                "datasets": {q: by_quality[q] for q in QUALITIES if q in by_quality}}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    header = {"env": env_id, "env_options": env_options, "recipe_seed": int(seed), "episodes": episodes,
+              "batch_size": batch_size, "noise": noise, "recipe_command": recipe_cmd,
+              "medium_definition": meta.get("medium", {}).get("definition", "") if meta else "",
+              "references": meta.get("references", {}) if meta else {}}
+    write_manifest(out, header, previous, items, QUALITIES)
     return items
 
 
@@ -345,10 +259,7 @@ def _replay_item(path: Path, env_id: str, replay: str | Path | None, policy_dir:
     from lit_omarl.data.schema import read_dataset, write_dataset
 
     if replay is not None:
-        src = Path(replay).expanduser()
-        if not src.is_file():
-            raise RecipeError(f"continuous-recipe --replay {src}: no such file")
-        digest = sha256_file(src)
+        src, digest = replay_source("continuous-recipe", replay)
         want = {"env": env_id, "replay_sha256": digest}
         item = RecipeItem("medium_replay", str(path), "cached", command=f"copy of {src} (sha256 {digest})")
         rerun_info: dict[str, Any] = {}
@@ -366,11 +277,8 @@ def _replay_item(path: Path, env_id: str, replay: str | Path | None, policy_dir:
                                   f"--replay-milestones {threshold:g} --stop-at-return {threshold:g}")
         rerun_info = {"config_path": config_path, "threshold": threshold, "folder": folder}
     if path.exists() and not overwrite:
-        _check_existing(path, want)
-        item = _finish(item, path, previous)
-        _log_item(item, say)
-        return item
-    item.status, item.load_average = "generated", _load_str()
+        return reuse(item, path, want, previous, say, _finish, _log_item)
+    item.status, item.load_average = "generated", load_str()
     start, cpu = time.perf_counter(), time.process_time()
     if replay is not None:
         src = Path(replay).expanduser()
@@ -432,15 +340,7 @@ def _same_actor(a: Path, b: Path) -> bool:
 
 # ------------------------------------------------------------------ cards
 def card_provenance(item: dict[str, Any], manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [("file", Path(item["file"]).name), ("size", f"{item['size_bytes'] / 1e6:.1f} MB ({item['size_bytes']} bytes)"),
-            ("sha256", item["sha256"]), ("recipe command", f"`{manifest['recipe_command']}`")]
-    if item.get("command"):
-        rows.append(("made by" if item["quality"] == "medium_replay" else "generate command (same arrays)",
-                     f"`{item['command']}`"))
-    if item.get("seconds") is not None:
-        rows.append(("wall time", f"{item['seconds']:.1f} s (load average at start: {item.get('load_average') or 'n/a'})"))
-    if item.get("cpu_seconds") is not None:
-        rows.append(("CPU time", f"{item['cpu_seconds']:.1f} s"))
+    rows = card_head(item, manifest, made_by=("medium_replay",), quote_all=True)
     refs = manifest.get("references") or {}
     if refs.get("random") is not None and refs.get("expert") is not None and item.get("return_mean") is not None:
         score = 100 * (item["return_mean"] - refs["random"]) / (refs["expert"] - refs["random"])
@@ -448,35 +348,14 @@ def card_provenance(item: dict[str, Any], manifest: dict[str, Any]) -> list[tupl
                                                "lit_omarl/envs/reference_returns.py)"))
     if item["quality"] in ("medium", "medium_replay") and manifest.get("medium_definition"):
         rows.append(("medium level", manifest["medium_definition"]))
-    for key, value in (item.get("extra") or {}).items():
-        rows.append((key, str(value)))
-    if item.get("note"):
-        rows.append(("note", item["note"]))
-    return rows
+    return rows + card_tail(item)
 
 
 def write_cards(out_dir: str | Path, cards_dir: str | Path, qualities: Iterable[str] | None = None,
                 log: Callable[[str], None] | None = print) -> list[Path]:
     """A markdown card per dataset of ``out_dir/recipe.json`` into ``cards_dir/<env dir>_<quality>.md``."""
-    from lit_omarl.data.card import render_card
-    from lit_omarl.data.schema import read_dataset
-
-    out_dir, cards_dir = Path(out_dir).expanduser(), Path(cards_dir).expanduser()
-    manifest = _load_manifest(out_dir)
-    if not manifest:
-        raise RecipeError(f"{out_dir / MANIFEST}: no recipe manifest (run `lit-omarl data continuous-recipe` first)")
-    cards_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for quality, item in manifest["datasets"].items():
-        if (qualities is not None and quality not in qualities) or item["status"] == "skipped":
-            continue
-        card = render_card(read_dataset(item["file"]), card_provenance(item, manifest))
-        target = cards_dir / f"{env_dir(manifest['env'])}_{quality}.md"
-        target.write_text(card)
-        written.append(target)
-        if log:
-            log(f"wrote {target}")
-    return written
+    return write_cards_common(out_dir, cards_dir, qualities, log, "continuous-recipe", card_provenance,
+                              lambda manifest: env_dir(manifest["env"]))
 
 
 # ------------------------------------------------------------------ references and shipping the policies
@@ -499,7 +378,7 @@ def measure_references(env_id: str, env_options: dict[str, Any] | None, expert: 
     exp = _returns(_greedy(load_actor(expert)), env, episodes, seed)
     return {"random": rnd[0], "random_std": rnd[1], "expert": exp[0], "expert_std": exp[1], "episodes": episodes,
             "seed": seed, "batch": env.num_envs, "seconds": round(time.perf_counter() - start, 1),
-            "load_average": _load_str()}
+            "load_average": load_str()}
 
 
 def _reference_env(env_id: str, env_options: dict[str, Any] | None, episodes: int) -> Any:

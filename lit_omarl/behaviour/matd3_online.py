@@ -79,7 +79,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,6 +87,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lit_omarl.behaviour._online_common import (EvalSchedule, OnlineConfigBase, add_run_args, config_dict, floats,
+                                                out_of_budget, record_test, run_and_print, scalars, seeded,
+                                                write_checkpoint)
 from lit_omarl.nets.continuous import CentralCritic, PerAgentMLP
 from lit_omarl.spec import EnvSpec
 
@@ -96,7 +99,7 @@ ACTOR_OUT_INIT = 3e-3
 
 # ------------------------------------------------------------------ config
 @dataclass
-class MATD3OnlineConfig:
+class MATD3OnlineConfig(OnlineConfigBase):
     """Hyper-parameters of an online MATD3 run (module docstring).
 
     Args:
@@ -127,11 +130,7 @@ class MATD3OnlineConfig:
         threads: torch intra-op threads.
     """
 
-    env_id: str = "mpe/simple_spread"
-    env_options: dict[str, Any] = field(default_factory=dict)
-    env_steps: int = 2_000_000
-    max_minutes: float = 0.0
-    seed: int = 0
+    env_id: str = "mpe/simple_spread"  # (env_options, env_steps, max_minutes, seed: OnlineConfigBase)
     num_envs: int = 32
     gamma: float = 0.95
     tau: float = 0.01
@@ -435,26 +434,17 @@ class EpisodeReplay:
 
 
 # ------------------------------------------------------------------ checkpoints
-def _config_dict(config: MATD3OnlineConfig) -> dict[str, Any]:
-    d = asdict(config)
-    d["milestones"], d["replay_milestones"] = list(d["milestones"]), list(d["replay_milestones"])
-    return d
+_config_dict = config_dict
 
 
 def save_checkpoint(path: Path, learner: MATD3Learner, meta: dict[str, Any], *, critic: bool = True) -> Path:
     """``path`` (tensors + numbers, loadable with weights_only=True) and ``path.json`` (meta)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "spec": learner.policy.spec.to_dict(),
-                               "config": _config_dict(learner.config), "actor": learner.policy.actor.state_dict(),
-                               "action_mask": learner.policy.action_mask.clone(),
-                               **{k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool))}}
+                               "config": config_dict(learner.config), "actor": learner.policy.actor.state_dict(),
+                               "action_mask": learner.policy.action_mask.clone(), **scalars(meta)}
     if critic:
         payload["critic"] = learner.critic.state_dict()
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps({"checkpoint": path.name, **meta}, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_checkpoint(path, payload, meta)
 
 
 def export_actor(src: str | Path, dst: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -568,9 +558,7 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
     out.mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(int(config.threads))
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    env_seed, test_seed = np.random.SeedSequence(config.seed).generate_state(2).tolist()
+    gen, env_seed, test_seed = seeded(config.seed)
     if make_env is None:
         def make_env(num_envs: int, seed: int) -> Any:
             return make(config.env_id, num_envs=num_envs, seed=seed, **config.env_options)
@@ -583,14 +571,13 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
     learner = MATD3Learner(spec, config, mask)
     buffer = EpisodeReplay(config.buffer_size, spec)
     writer = SummaryWriter(str(out / "tb"))
-    (out / "config.json").write_text(json.dumps({**_config_dict(config), "spec": spec.to_dict()}, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps({**config_dict(config), "spec": spec.to_dict()}, indent=2) + "\n")
     curve_path = out / "curve.jsonl"
     if curve_path.exists():
         curve_path.unlink()  # a rerun in the same folder starts a new curve
 
     steps = updates = episodes = vector_steps = 0
-    next_eval = 0
-    next_ckpt = config.checkpoint_every if config.checkpoint_every > 0 else math.inf  # (none at step 0: untrained)
+    schedule = EvalSchedule(config.eval_every, config.checkpoint_every)  # (no checkpoint at step 0: untrained)
     reached: set[float] = set()
     dumped: set[float] = set()
     credit = 0.0
@@ -608,11 +595,7 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
         result = test_policy(learner.policy, test_env, config.eval_episodes, test_seed)
         point = {"env_steps": steps, "episodes": episodes, "updates": updates,
                  "minutes": (time.perf_counter() - start) / 60, **result}
-        curve.append(point)
-        with curve_path.open("a") as f:
-            f.write(json.dumps(point) + "\n")
-        if verbose:
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in point.items()}), flush=True)
+        record_test(curve, curve_path, point, verbose)
         for name in ("return", "return_std"):
             writer.add_scalar(f"test/{name}", result[name], steps)
         meta = {**point, "env_id": spec.env_id, "seed": config.seed, "eval_episodes": config.eval_episodes}
@@ -634,20 +617,14 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
     t_in_episode = 0
     try:
         while True:
-            due_eval, due_ckpt = steps >= next_eval, steps >= next_ckpt
-            if due_eval or due_ckpt:
-                meta = test_and_save()
-                while next_eval <= steps:
-                    next_eval += config.eval_every
-                if due_ckpt:
-                    save_checkpoint(out / f"step_{steps}.pt", learner, {**meta, "kind": "periodic"})
-                    while next_ckpt <= steps:
-                        next_ckpt += config.checkpoint_every
+            tested = schedule.tick(steps, test_and_save, lambda m: save_checkpoint(out / f"step_{steps}.pt", learner,
+                                                                                   {**m, "kind": "periodic"}))
+            if tested is not None:
+                meta = tested
                 if stop_at is not None and curve[-1]["return"] >= stop_at and pending <= dumped:
                     stopped_early = True
                     break
-            over_time = config.max_minutes > 0 and time.perf_counter() - start > 60 * config.max_minutes
-            if steps >= config.env_steps or over_time:
+            if out_of_budget(config, steps, start):
                 break
 
             if ts is None or not bool(env.active.any()):
@@ -747,8 +724,7 @@ def plot_curve(curve: str | Path, png: str | Path, title: str | None = None,
 
 
 # ------------------------------------------------------------------ command line
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x.strip())
+_floats = floats
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -756,10 +732,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m lit_omarl.behaviour.matd3_online", description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default=d.env_id, help="continuous env id, e.g. mpe/simple_spread, mamujoco/HalfCheetah-2x3")
     p.add_argument("--option", action="append", default=[], help="env option KEY=VALUE (JSON values), e.g. prey_policy=pretrained")
-    p.add_argument("--env-steps", type=int, default=d.env_steps)
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--max-minutes", type=float, default=d.max_minutes)
+    add_run_args(p, d)
     for name in ("num_envs", "batch_size", "buffer_size", "start_steps", "policy_delay", "actor_hidden_dim",
                  "critic_hidden_dim", "eval_every", "eval_episodes", "checkpoint_every", "threads"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
@@ -792,9 +765,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config.check()
     except ValueError as err:
         p.error(str(err))
-    summary = train_matd3(config, a.out, verbose=True)
-    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
-    return summary
+    return run_and_print(train_matd3, config, a.out)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +63,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean, td_lambda_targets
+from lit_omarl.behaviour._online_common import (EvalSchedule, OnlineConfigBase, add_run_args, config_dict, floats,
+                                                out_of_budget, record_test, run_and_print, scalars, seeded,
+                                                write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -73,7 +76,7 @@ Batch = dict[str, torch.Tensor]
 
 # ------------------------------------------------------------------ config
 @dataclass
-class QMIXOnlineConfig:
+class QMIXOnlineConfig(OnlineConfigBase):
     """Hyper-parameters of an online QMIX run (defaults: pymarl's QMIX, see module docstring).
 
     Args:
@@ -106,11 +109,7 @@ class QMIXOnlineConfig:
         threads: torch intra-op threads.
     """
 
-    env_id: str = "smax/2s3z"
-    env_options: dict[str, Any] = field(default_factory=dict)
-    env_steps: int = 2_000_000
-    max_minutes: float = 0.0
-    seed: int = 0
+    env_id: str = "smax/2s3z"  # (env_options, env_steps, max_minutes, seed: OnlineConfigBase)
     num_envs: int = 8
     gamma: float = 0.99
     lr: float = 5e-4
@@ -339,17 +338,9 @@ class _Explorer(Behaviour):
 # ------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: Path, learner: QMIXLearner, meta: dict[str, Any]) -> Path:
     """``path`` (tensors + numbers, loadable with weights_only=True) and ``path.json`` (meta)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    config = asdict(learner.config)
-    config["milestones"], config["replay_milestones"] = list(config["milestones"]), list(config["replay_milestones"])
-    payload = {"format": CHECKPOINT_FORMAT, "spec": learner.policy.spec.to_dict(), "config": config,
-               "agent": learner.policy.agent.state_dict(), "mixer": learner.mixer.state_dict(),
-               **{k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool))}}
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps({"checkpoint": path.name, **meta}, indent=2, sort_keys=True) + "\n")
-    return path
+    payload = {"format": CHECKPOINT_FORMAT, "spec": learner.policy.spec.to_dict(), "config": config_dict(learner.config),
+               "agent": learner.policy.agent.state_dict(), "mixer": learner.mixer.state_dict(), **scalars(meta)}
+    return write_checkpoint(path, payload, meta)
 
 
 def _test(policy: QMIXPolicy, env: Any, episodes: int, seed: int) -> dict[str, float]:
@@ -379,9 +370,7 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, int(config.threads)))
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    env_seed, test_seed = np.random.SeedSequence(config.seed).generate_state(2).tolist()
+    gen, env_seed, test_seed = seeded(config.seed)
     env = make(config.env_id, num_envs=config.num_envs, seed=env_seed, **config.env_options)
     test_env = make(config.env_id, num_envs=config.num_envs, seed=test_seed, **config.env_options)  # same compiled core
     spec = env.spec
@@ -392,7 +381,7 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
 
     steps = episodes = updates = last_target = 0
-    next_eval, next_ckpt = 0, config.checkpoint_every if config.checkpoint_every > 0 else math.inf
+    schedule = EvalSchedule(config.eval_every, config.checkpoint_every)
     reached: set[float] = set()
     dumped: set[float] = set()
     update_credit, rollouts = 0.0, 0
@@ -407,12 +396,8 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
         result = _test(learner.policy, test_env, config.eval_episodes, test_seed)
         point = {"env_steps": steps, "episodes": episodes, "updates": updates,
                  "minutes": (time.perf_counter() - start) / 60, **result}
-        curve.append(point)
         best = max(best, result["win_rate"])
-        with (out / "curve.jsonl").open("a") as f:
-            f.write(json.dumps(point) + "\n")
-        if verbose:
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in point.items()}), flush=True)
+        record_test(curve, out / "curve.jsonl", point, verbose)
         for name in ("win_rate", "return", "episode_length"):
             writer.add_scalar(f"test/{name}", result[name], steps)
         meta = {**point, "env_id": spec.env_id, "seed": config.seed, "eval_episodes": config.eval_episodes,
@@ -435,20 +420,14 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     pending_dumps = {m for m in config.replay_milestones if m <= stop_at}
     stopped_early = False
     while True:
-        due_eval, due_ckpt = steps >= next_eval, steps >= next_ckpt
-        if due_eval or due_ckpt:
-            meta = test_and_save()
-            while next_eval <= steps:
-                next_eval += config.eval_every
-        if due_ckpt:
-            save_checkpoint(out / f"step_{steps}.pt", learner, {**meta, "kind": "periodic"})
-            while next_ckpt <= steps:
-                next_ckpt += config.checkpoint_every
-        over_time = config.max_minutes > 0 and time.perf_counter() - start > 60 * config.max_minutes
-        if stop_at > 0 and (due_eval or due_ckpt) and curve[-1]["win_rate"] >= stop_at and pending_dumps <= dumped:
+        tested = schedule.tick(steps, test_and_save, lambda m: save_checkpoint(out / f"step_{steps}.pt", learner,
+                                                                               {**m, "kind": "periodic"}))
+        if tested is not None:
+            meta = tested
+        if stop_at > 0 and tested is not None and curve[-1]["win_rate"] >= stop_at and pending_dumps <= dumped:
             stopped_early = True
             break
-        if steps >= config.env_steps or over_time:
+        if out_of_budget(config, steps, start):
             break
 
         explorer.epsilon = config.epsilon(steps)
@@ -497,8 +476,7 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
 
 
 # ------------------------------------------------------------------ command line
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x.strip())
+_floats = floats
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -506,10 +484,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m lit_omarl.behaviour.qmix_online", description=__doc__.split("\n\n")[0])
     p.add_argument("--map", default="2s3z", help="SMAX map (env smax/<map>); or --env for any env id")
     p.add_argument("--env", default=None, help="env id (overrides --map)")
-    p.add_argument("--env-steps", type=int, default=d.env_steps)
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--max-minutes", type=float, default=d.max_minutes)
+    add_run_args(p, d)
     p.add_argument("--num-envs", type=int, default=d.num_envs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--optimizer", choices=("adam", "rmsprop"), default=d.optimizer)
@@ -537,9 +512,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         eval_every=a.eval_every, eval_episodes=a.eval_episodes, checkpoint_every=a.checkpoint_every,
         milestones=a.milestones, replay_milestones=a.replay_milestones, stop_at_win_rate=a.stop_at_win_rate,
         threads=a.threads)
-    summary = train_qmix(config, a.out, verbose=True)
-    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
-    return summary
+    return run_and_print(train_qmix, config, a.out)
 
 
 if __name__ == "__main__":

@@ -58,41 +58,33 @@ steps, size and sha256; :func:`write_cards` turns it into dataset cards.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shlex
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import h5py
 import numpy as np
 
+from lit_omarl.behaviour._recipe_common import MANIFEST  # noqa: F401  (re-exported)
+from lit_omarl.behaviour._recipe_common import (RecipeError, RecipeItemBase, card_head, card_tail, check_batch_size,
+                                                finish_common, level_refs, load_manifest, load_str, make_or_check,
+                                                recipe_cache_dir, recipe_command, replay_source, reuse, sha256_file,
+                                                shell, wanted_qualities, write_cards_common, write_manifest)
+
 CFCQL_QUALITIES = ("medium", "expert", "mixed", "medium_replay")
 OMAC_BANDS = {"omac_good": ("2/3", "1"), "omac_medium": ("1/3", "2/3"), "omac_poor": ("0", "1/3")}
 QUALITIES = CFCQL_QUALITIES + tuple(OMAC_BANDS)
 SEED_OFFSETS = {"medium": 1, "expert": 2, "omac": 3}
 OMAC_POOL = "mix:policy:{expert}|policy:{medium}|epsilon:0.5:policy:{medium}"
-MANIFEST = "recipe.json"
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot run as asked (missing policies, a clashing file, a bad replay dump)."""
 
 
 @dataclass
-class RecipeItem:
-    """One dataset of the recipe: where it is and how it was made."""
+class RecipeItem(RecipeItemBase):
+    """One dataset of the recipe: where it is and how it was made (quality, file, status, behaviour, seed,
+    episodes, transitions: :class:`RecipeItemBase`)."""
 
-    quality: str
-    file: str
-    status: str  # generated | cached | skipped
-    behaviour: str = ""
-    seed: int | None = None
-    episodes: int = 0
-    transitions: int = 0
     simulated_steps: int = 0
     seconds: float | None = None
     cpu_seconds: float | None = None  # CPU time of this process (compare this on a busy machine)
@@ -111,9 +103,7 @@ def dataset_path(out_dir: str | Path, map_name: str, quality: str) -> Path:
 
 def default_out_dir(map_name: str, episodes: int, seed: int) -> Path:
     """``<dataset cache>/smax_recipe/<map>_<episodes>ep_s<seed>`` ($LIT_OMARL_CACHE or ~/.cache/lit_omarl/datasets)."""
-    from lit_omarl.data.datamodule import default_cache_dir
-
-    return default_cache_dir() / "smax_recipe" / f"{map_name}_{int(episodes)}ep_s{int(seed)}"
+    return recipe_cache_dir("smax_recipe", map_name, episodes, seed)
 
 
 def policy_refs(map_name: str, policy_dir: str | Path | None = None) -> dict[str, str]:
@@ -134,9 +124,7 @@ def policy_refs(map_name: str, policy_dir: str | Path | None = None) -> dict[str
         raise RecipeError(f"smax-recipe --map {map_name}: {where} lacks {', '.join(missing)}; train the map's "
                           f"behaviour policies with `python -m lit_omarl.behaviour.qmix_online --map {map_name} ...` "
                           "and pass their folder with --policy-dir (it must hold medium.pt and expert.pt)")
-    if shipped:
-        return {level: f"smax_{map_name}/{level}" for level in ("medium", "expert")}
-    return {level: str(folder / f"{level}.pt") for level in ("medium", "expert")}
+    return level_refs(folder, shipped, f"smax_{map_name}")
 
 
 def behaviours(map_name: str, policy_dir: str | Path | None = None, pool: str | None = None) -> dict[str, str]:
@@ -154,74 +142,15 @@ def generation_seed(quality: str, seed: int) -> int:
     return 1000 * int(seed) + SEED_OFFSETS[key]
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _attrs(path: Path) -> dict[str, Any]:
-    with h5py.File(path, "r") as f:
-        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-
-
-def _check_existing(path: Path, want: dict[str, Any]) -> None:
-    """Raise RecipeError unless the file at ``path`` was made with the settings ``want``."""
-    try:
-        have = _attrs(path)
-    except OSError as err:
-        raise RecipeError(f"{path}: exists but is not a readable dataset ({err}); it is not overwritten "
-                          "(remove it, choose another --out-dir, or pass --overwrite)") from None
-    have = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in have.items()}
-    diff = {k: (have.get(k), v) for k, v in want.items() if str(have.get(k)) != str(v)}
-    if diff:
-        detail = "; ".join(f"{k}: file has {a!r}, recipe asks {b!r}" for k, (a, b) in diff.items())
-        raise RecipeError(f"{path}: exists but was made with other settings ({detail}); it is not overwritten "
-                          "(choose another --out-dir or pass --overwrite)")
-
-
-def _shell(args: Iterable[Any]) -> str:
-    return " ".join(shlex.quote(str(a)) for a in args)
-
-
-def _load_manifest(out_dir: Path) -> dict[str, Any]:
-    path = out_dir / MANIFEST
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return {}
-    return {}
-
-
 def _finish(item: RecipeItem, path: Path, previous: dict[str, Any]) -> RecipeItem:
     """Fill size / sha256 / counts; a cached file keeps the timing of the run that made it."""
-    item.size_bytes = path.stat().st_size
-    old = previous.get(item.quality, {})
-    if item.status == "cached" and old.get("size_bytes") == item.size_bytes and old.get("sha256"):
-        item.sha256 = old["sha256"]
-        for key in ("seconds", "cpu_seconds", "steps_per_second", "load_average", "simulated_steps", "command", "note",
-                    "extra"):
-            if getattr(item, key) in (None, "", 0, {}) and old.get(key) not in (None, ""):
-                setattr(item, key, old[key])
-    else:
-        item.sha256 = sha256_file(path)
-    a = _attrs(path)
-    item.episodes, item.transitions = int(a["n_episodes"]), int(a["n_transitions"])
+    a = finish_common(item, path, previous, ("seconds", "cpu_seconds", "steps_per_second", "load_average",
+                                             "simulated_steps", "command", "note", "extra"))
     if not item.simulated_steps:
         item.simulated_steps = int(a.get("simulated_steps", item.transitions))
     if item.seconds and item.status == "generated":
         item.steps_per_second = item.simulated_steps / item.seconds
     return item
-
-
-def _load_str() -> str:
-    try:
-        return "%.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        return "n/a"
 
 
 def smax_recipe(
@@ -260,12 +189,8 @@ def smax_recipe(
     episodes, batch_size = int(episodes), int(batch_size)
     if episodes < 2:
         raise RecipeError(f"smax-recipe --episodes: must be >= 2 (mixed takes half from each part), got {episodes}")
-    if batch_size < 1:
-        raise RecipeError(f"smax-recipe --batch-size: must be >= 1, got {batch_size}")
-    wanted = list(QUALITIES) if qualities is None else list(dict.fromkeys(qualities))
-    unknown = [q for q in wanted if q not in QUALITIES]
-    if unknown:
-        raise RecipeError(f"smax-recipe --only: unknown quality {', '.join(map(repr, unknown))}; known: {', '.join(QUALITIES)}")
+    check_batch_size("smax-recipe", batch_size)
+    wanted = wanted_qualities("smax-recipe", qualities, QUALITIES)
     generated = [q for q in wanted if q != "medium_replay"]
     specs = behaviours(map_name, policy_dir, pool) if generated else {}
     if "mixed" in wanted:
@@ -274,14 +199,9 @@ def smax_recipe(
     out = Path(out_dir).expanduser() if out_dir is not None else default_out_dir(map_name, episodes, seed)
     out.mkdir(parents=True, exist_ok=True)
     env_id = f"smax/{map_name}"
-    manifest = _load_manifest(out)
-    previous = manifest.get("datasets", {})
-    recipe_cmd = ["lit-omarl", "data", "smax-recipe", "--map", map_name, "--out-dir", out, "--episodes", episodes,
-                  "--seed", seed, "--batch-size", batch_size]
-    if policy_dir is not None:
-        recipe_cmd += ["--policy-dir", policy_dir]
-    if replay is not None:
-        recipe_cmd += ["--replay", replay]
+    previous = load_manifest(out).get("datasets", {})
+    recipe_cmd = recipe_command(["lit-omarl", "data", "smax-recipe", "--map", map_name, "--out-dir", out, "--episodes",
+                                 episodes, "--seed", seed, "--batch-size", batch_size], policy_dir, replay)
     items: list[RecipeItem] = []
     say = log or (lambda _msg: None)
     recipe_attr = f"smax-recipe map={map_name} episodes={episodes} seed={int(seed)} batch_size={batch_size}"
@@ -298,35 +218,26 @@ def smax_recipe(
         behaviour, gen_seed = specs[quality], generation_seed(quality, seed)
         b = batch_size if behaviour.startswith("band:") else min(batch_size, episodes)  # what generate_dataset records
         want = {"env": env_id, "behaviour": behaviour, "seed": gen_seed, "n_episodes": episodes, "batch_size": b}
-        command = _shell(["lit-omarl", "data", "generate", "--env", env_id, "--behaviour", behaviour, "--episodes", episodes,
-                          "--seed", gen_seed, "--batch-size", batch_size, "--quality", quality, "--out", path])
+        command = shell(["lit-omarl", "data", "generate", "--env", env_id, "--behaviour", behaviour, "--episodes", episodes,
+                         "--seed", gen_seed, "--batch-size", batch_size, "--quality", quality, "--out", path])
         item = RecipeItem(quality, str(path), "cached", behaviour, gen_seed, command=command)
-        if path.exists() and not overwrite:
-            _check_existing(path, want)
-        else:
-            item.status, item.load_average = "generated", _load_str()
-            say(f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {batch_size}) ...")
-            start, cpu = time.perf_counter(), time.process_time()
-            generate_dataset(env_id, behaviour, episodes, gen_seed, out=path, batch_size=batch_size, overwrite=overwrite,
-                             quality=quality, extra_attrs={"recipe": recipe_attr})
-            item.seconds, item.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+        make_or_check(item, path, want, overwrite,
+                      lambda: generate_dataset(env_id, behaviour, episodes, gen_seed, out=path, batch_size=batch_size,
+                                               overwrite=overwrite, quality=quality, extra_attrs={"recipe": recipe_attr}),
+                      say, f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {batch_size}) ...")
         items.append(_finish(item, path, previous))
         _log_item(items[-1], say)
 
-    by_quality = {**previous, **{i.quality: asdict(i) for i in items}}
-    manifest = {"map": map_name, "env": env_id, "recipe_seed": int(seed), "episodes": episodes, "batch_size": batch_size,
-                "recipe_command": _shell(recipe_cmd), "datasets": {q: by_quality[q] for q in QUALITIES if q in by_quality}}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    header = {"map": map_name, "env": env_id, "recipe_seed": int(seed), "episodes": episodes, "batch_size": batch_size,
+              "recipe_command": recipe_cmd}
+    write_manifest(out, header, previous, items, QUALITIES)
     return items
 
 
 def _reuse(item: RecipeItem, path: Path, want: dict[str, Any], previous: dict[str, Any],
            say: Callable[[str], None]) -> RecipeItem:
     """An existing ``path`` made with the settings ``want`` (else RecipeError): reuse it as is."""
-    _check_existing(path, want)
-    item = _finish(item, path, previous)
-    _log_item(item, say)
-    return item
+    return reuse(item, path, want, previous, say, _finish, _log_item)
 
 
 def _log_item(item: RecipeItem, say: Callable[[str], None]) -> None:
@@ -350,7 +261,7 @@ def _mixed_item(path: Path, out: Path, map_name: str, episodes: int, seed: int, 
                               f"{n_expert} of {parts['expert'].name} (medium, expert, medium, ...)")
     if path.exists() and not overwrite:
         return _reuse(item, path, want, previous, say)
-    item.status, item.load_average = "generated", _load_str()
+    item.status, item.load_average = "generated", load_str()
     start = time.perf_counter()
     arrays: dict[str, np.ndarray] = {}
     with h5py.File(parts["medium"], "r") as fm, h5py.File(parts["expert"], "r") as fe:
@@ -386,15 +297,12 @@ def _replay_item(path: Path, map_name: str, replay: str | Path | None, overwrite
             return _finish(RecipeItem("medium_replay", str(path), "cached", note="kept (no --replay given)"), path, previous)
         say(f"[medium_replay] skipped: give --replay PATH (a replay_winrate_<w>.h5 of a qmix_online run of {map_name})")
         return RecipeItem("medium_replay", str(path), "skipped", note="no --replay given")
-    src = Path(replay).expanduser()
-    if not src.is_file():
-        raise RecipeError(f"smax-recipe --replay {src}: no such file")
-    digest = sha256_file(src)
+    src, digest = replay_source("smax-recipe", replay)
     want = {"env": f"smax/{map_name}", "replay_sha256": digest}
     item = RecipeItem("medium_replay", str(path), "cached", command=f"copy of {src} (sha256 {digest})")
     if path.exists() and not overwrite:
         return _reuse(item, path, want, previous, say)
-    item.status, item.load_average = "generated", _load_str()
+    item.status, item.load_average = "generated", load_str()
     start = time.perf_counter()
     data = read_dataset(src)  # validates
     if data.spec.env_id != f"smax/{map_name}":
@@ -422,49 +330,19 @@ def _replay_item(path: Path, map_name: str, replay: str | Path | None, overwrite
 
 # ------------------------------------------------------------------ cards
 def card_provenance(item: dict[str, Any], manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [("file", Path(item["file"]).name), ("size", f"{item['size_bytes'] / 1e6:.1f} MB ({item['size_bytes']} bytes)"),
-            ("sha256", item["sha256"]), ("recipe command", f"`{manifest['recipe_command']}`")]
-    if item.get("command"):
-        rows.append(("made by" if item["quality"] in ("mixed", "medium_replay") else "generate command (same arrays)",
-                     f"`{item['command']}`" if item["command"].startswith("lit-omarl") else item["command"]))
-    if item.get("seconds") is not None:
-        rows.append(("wall time", f"{item['seconds']:.1f} s (load average at start: {item.get('load_average') or 'n/a'})"))
-    if item.get("cpu_seconds") is not None:
-        rows.append(("CPU time", f"{item['cpu_seconds']:.1f} s"))
+    rows = card_head(item, manifest, made_by=("mixed", "medium_replay"), quote_all=False)
     if item.get("simulated_steps") and item["quality"] not in ("mixed", "medium_replay"):
         rows.append(("env steps simulated", str(item["simulated_steps"])))
     if item.get("steps_per_second"):
         rows.append(("env steps / s", f"{item['steps_per_second']:.0f}"))
-    for key, value in (item.get("extra") or {}).items():
-        rows.append((key, str(value)))
-    if item.get("note"):
-        rows.append(("note", item["note"]))
-    return rows
+    return rows + card_tail(item)
 
 
 def write_cards(out_dir: str | Path, cards_dir: str | Path, qualities: Iterable[str] | None = None,
                 log: Callable[[str], None] | None = print) -> list[Path]:
     """A markdown card per dataset of ``out_dir/recipe.json`` into ``cards_dir/smax_<map>_<quality>.md``."""
-    from lit_omarl.data.card import render_card
-    from lit_omarl.data.schema import read_dataset
-
-    out_dir, cards_dir = Path(out_dir).expanduser(), Path(cards_dir).expanduser()
-    manifest = _load_manifest(out_dir)
-    if not manifest:
-        raise RecipeError(f"{out_dir / MANIFEST}: no recipe manifest (run `lit-omarl data smax-recipe` first)")
-    cards_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for quality, item in manifest["datasets"].items():
-        if (qualities is not None and quality not in qualities) or item["status"] == "skipped":
-            continue
-        data = read_dataset(item["file"])
-        card = render_card(data, card_provenance(item, manifest))
-        target = cards_dir / f"smax_{manifest['map']}_{quality}.md"
-        target.write_text(card)
-        written.append(target)
-        if log:
-            log(f"wrote {target}")
-    return written
+    return write_cards_common(out_dir, cards_dir, qualities, log, "smax-recipe", card_provenance,
+                              lambda manifest: f"smax_{manifest['map']}")
 
 
 __all__ = ["OMAC_BANDS", "OMAC_POOL", "QUALITIES", "RecipeError", "RecipeItem", "behaviours", "dataset_path",

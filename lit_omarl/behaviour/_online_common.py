@@ -1,0 +1,120 @@
+"""What the online behaviour trainers (:mod:`lit_omarl.behaviour.qmix_online`,
+:mod:`lit_omarl.behaviour.matd3_online`) share: the env / budget / seed part
+of their configs, seeding, the test-and-checkpoint schedule, the training
+curve, checkpoint files and the command-line basics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+@dataclass
+class OnlineConfigBase:
+    """The first fields of every online config (their order is that of ``config.json``); subclasses
+    redeclare ``env_id`` and ``num_envs`` with their own defaults (dataclasses keep the position)."""
+
+    env_id: str = ""
+    env_options: dict[str, Any] = field(default_factory=dict)
+    env_steps: int = 2_000_000
+    max_minutes: float = 0.0
+    seed: int = 0
+    num_envs: int = 1
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """``asdict(config)`` with the milestone tuples as lists (JSON / weights_only friendly)."""
+    d = asdict(config)
+    d["milestones"], d["replay_milestones"] = list(d["milestones"]), list(d["replay_milestones"])
+    return d
+
+
+def seeded(seed: int) -> tuple[torch.Generator, int, int]:
+    """Seed torch; the run's generator and the seeds of the training env and the test env."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    env_seed, test_seed = np.random.SeedSequence(seed).generate_state(2).tolist()
+    return gen, env_seed, test_seed
+
+
+def out_of_budget(config: Any, steps: int, start: float) -> bool:
+    """``env_steps`` reached or ``max_minutes`` (> 0) of wall time since ``start`` passed."""
+    over_time = config.max_minutes > 0 and time.perf_counter() - start > 60 * config.max_minutes
+    return steps >= config.env_steps or over_time
+
+
+class EvalSchedule:
+    """Greedy tests every ``eval_every`` env steps (the first at step 0) and periodic checkpoints every
+    ``checkpoint_every`` (<= 0: none; none at step 0); a checkpoint is always preceded by a test."""
+
+    def __init__(self, eval_every: int, checkpoint_every: int) -> None:
+        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
+        self.next_eval = 0
+        self.next_ckpt = checkpoint_every if checkpoint_every > 0 else math.inf
+
+    def tick(self, steps: int, test: Callable[[], dict[str, Any]],
+             checkpoint: Callable[[dict[str, Any]], Any]) -> dict[str, Any] | None:
+        """Run what is due at ``steps``: ``test()`` (its meta is returned) then ``checkpoint(meta)``; None if nothing."""
+        due_eval, due_ckpt = steps >= self.next_eval, steps >= self.next_ckpt
+        if not (due_eval or due_ckpt):
+            return None
+        meta = test()
+        while self.next_eval <= steps:
+            self.next_eval += self.eval_every
+        if due_ckpt:
+            checkpoint(meta)
+            while self.next_ckpt <= steps:
+                self.next_ckpt += self.checkpoint_every
+        return meta
+
+
+def record_test(curve: list[dict[str, Any]], path: Path, point: dict[str, Any], verbose: bool) -> None:
+    """Append a test point to ``curve`` and to the JSON-lines file ``path`` (printed too when ``verbose``)."""
+    curve.append(point)
+    with path.open("a") as f:
+        f.write(json.dumps(point) + "\n")
+    if verbose:
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in point.items()}), flush=True)
+
+
+def scalars(meta: dict[str, Any]) -> dict[str, Any]:
+    """The plain numbers and strings of ``meta`` (what a weights_only checkpoint may hold)."""
+    return {k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool))}
+
+
+def write_checkpoint(path: Path, payload: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """``torch.save(payload)`` to ``path`` (atomically) and its JSON twin ``path.json`` with ``meta``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps({"checkpoint": path.name, **meta}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------ command line
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def add_run_args(p: argparse.ArgumentParser, d: Any) -> None:
+    """``--env-steps``, ``--out``, ``--seed``, ``--max-minutes`` (defaults from the config ``d``)."""
+    p.add_argument("--env-steps", type=int, default=d.env_steps)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes)
+
+
+def run_and_print(train: Callable[..., dict[str, Any]], config: Any, out: str | Path) -> dict[str, Any]:
+    """Train with test lines printed, then print the summary without its curve."""
+    summary = train(config, out, verbose=True)
+    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
+    return summary
