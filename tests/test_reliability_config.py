@@ -68,11 +68,17 @@ def test_package_never_unpickles_or_evaluates_untrusted_input():
 @pytest.mark.parametrize("path", sorted(ASSETS.rglob("*.pt")), ids=lambda p: p.name)
 def test_shipped_weights_load_with_weights_only(path):
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    assert isinstance(ckpt, dict) and ckpt["agent"]
-    from lit_omarl.behaviour.qmix_online import QMIXPolicy
+    assert isinstance(ckpt, dict)
+    from lit_omarl.behaviour import matd3_online, qmix_online
+    from lit_omarl.envs import mpe
 
-    policy = QMIXPolicy.load(path)
-    assert sum(p.numel() for p in policy.parameters()) > 0
+    loaders = {qmix_online.CHECKPOINT_FORMAT: qmix_online.QMIXPolicy.load,  # SMAX behaviour policies
+               matd3_online.CHECKPOINT_FORMAT: matd3_online.load_actor,    # MPE behaviour policies
+               mpe.PREY_FORMAT: mpe.MLPPreyPolicy.load}                    # the fixed MPE prey
+    assert ckpt.get("format") in loaders, f"{path}: unknown checkpoint format {ckpt.get('format')!r}"
+    model = loaders[ckpt["format"]](path)  # each loader itself uses weights_only=True
+    params = model.parameters() if hasattr(model, "parameters") else model.net.parameters()
+    assert sum(p.numel() for p in params) > 0
 
 
 class _Marker:
