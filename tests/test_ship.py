@@ -103,5 +103,5 @@ def test_readme_flags_policies_chosen_by_return_as_not_expert_level():
     args = ("5m_vs_6m", {"num_envs": 8, "threads": 1, "seed": 0}, {"env_steps": 10, "minutes": 1.0},
             {"expert": row, "medium": row})
     text = readme(*args, "return", 0.5, "cmd", min_win_rate=0.2, best_win_rate=0.09)
-    assert "Not expert-level" in text and "best 0.09" in text and "| expert.pt | step_5.pt | 5 |" in text
+    assert "Not expert-level" in text and "best checkpoint 0.09" in text and "| expert.pt | step_5.pt | 5 |" in text
     assert "Not expert-level" not in readme(*args, "win_rate", 0.5, "cmd")

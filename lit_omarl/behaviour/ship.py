@@ -166,7 +166,7 @@ def readme(map_name: str, config: dict[str, Any], summary: dict[str, Any], rows:
                      f"{row['reeval_win_rate']:.2f} / {row['reeval_return']:.3f} ({row['reeval_episodes']}) |")
     if metric == "return":
         lines += ["", f"**Not expert-level:** no checkpoint of this run reached a test win rate of {min_win_rate:g} "
-                      f"(best {best_win_rate:.2f}); 'expert' is only the best return this run reached, and datasets "
+                      f"(best checkpoint {best_win_rate:.2f}); 'expert' is only the best return this run reached, and datasets "
                       "made from these policies are far weaker than the papers' expert data."]
     lines += ["", "State dicts only: load with `lit_omarl.behaviour.load_policy(path)` (torch.load weights_only=True).", ""]
     return "\n".join(lines)
