@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 
-def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> dict:
+def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, episode_index: bool = False) -> dict:
     import torch
 
     from lit_omarl.algos import ALGORITHMS
@@ -53,7 +53,7 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> 
     cls = ALGORITHMS[name]
     if not cls.supports_discrete:
         return {"skipped": "does not support discrete actions"}
-    dm = common.make_datamodule(shape, batch)
+    dm = common.make_datamodule(shape, batch, episode_index=episode_index)
     rss_data = common.current_rss_mb()
     model = common.make_model(name, spec)
     bare = common.BareLoop(model, dm)  # includes the (shortened) pre-training
@@ -102,6 +102,7 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int) -> 
         "peak_rss_mb": round(common.peak_rss_mb(), 1),
         "rss_after_data_mb": round(rss_data, 1),
         "threads": torch.get_num_threads(),
+        "episode_index": episode_index,
         "load_avg_1_5_15_start": load_start,
         "load_avg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
     }
@@ -121,6 +122,10 @@ def main() -> None:
     parser.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
                         help="OMP_WAIT_POLICY of the measuring processes; passive keeps busy-waiting threads "
                         "from stealing the CPU on a shared, oversubscribed machine")
+    parser.add_argument("--label", default="", help="free text stored with the result line (e.g. which code version)")
+    parser.add_argument("--episode-index", action="store_true",
+                        help="batches carry the dataset index of each episode (proposed datamodule key 'episode'; "
+                        "lets CFCQL reuse behaviour probabilities); a projection, not the shipped datamodule")
     parser.add_argument("--child", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -130,7 +135,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         common.quiet()
         try:
-            out = run_one(*args.child, args.batch, args.budget, args.rounds)
+            out = run_one(*args.child, args.batch, args.budget, args.rounds, args.episode_index)
         except Exception as err:  # one algorithm failing on a shape must not stop the others
             out = {"skipped": f"{type(err).__name__}: {err}"[:300]}
         common.emit(out)
@@ -149,6 +154,7 @@ def main() -> None:
         for name in names:
             cmd = [sys.executable, __file__, "--child", name, shape, "--batch", str(args.batch),
                    "--threads", str(args.threads), "--budget", str(args.budget), "--rounds", str(args.rounds)]
+            cmd += ["--episode-index"] if args.episode_index else []
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy), timeout=args.timeout)
                 lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -162,6 +168,8 @@ def main() -> None:
         "benchmark": "updates",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "batch_episodes": args.batch,
+        "episode_index": args.episode_index,
+        "label": args.label,
         "shapes": {s: common.SHAPES[s] for s in args.shapes},
         "machine": info,
         "elapsed_s": round(time.time() - started, 1),

@@ -68,7 +68,10 @@ def machine_info() -> dict[str, Any]:
         pass
     import lightning
 
+    import lit_omarl
+
     return {
+        "lit_omarl": str(Path(lit_omarl.__file__).resolve().parent),  # which code was measured
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
@@ -118,12 +121,37 @@ def dataset_file(shape: str, episodes: int, seed: int = 0, directory: Path = BEN
     return path
 
 
-def make_datamodule(shape: str, batch_size: int, episodes: int = 256, sampling: str = "episode"):
+def make_datamodule(shape: str, batch_size: int, episodes: int = 256, sampling: str = "episode",
+                    episode_index: bool = False, path: str | None = None, max_episodes: int | None = None):
+    """The benchmark's OfflineDataModule over the synthetic file of ``shape`` (or over ``path``, a real
+    dataset, its first ``max_episodes``); ``episode_index=True`` adds the proposed ``episode`` batch key."""
     from lit_omarl.data.datamodule import OfflineDataModule
 
-    dm = OfflineDataModule(path=str(dataset_file(shape, episodes)), batch_size=batch_size, sampling=sampling, seed=0)
+    cls = _episode_indexed(OfflineDataModule) if episode_index else OfflineDataModule
+    path = path or str(dataset_file(shape, episodes))
+    dm = cls(path=path, batch_size=batch_size, sampling=sampling, seed=0, max_episodes=max_episodes)
     dm.setup("fit")
     return dm
+
+
+def _episode_indexed(base: type) -> type:
+    """Benchmark-only projection of a proposed datamodule change: episode batches also carry
+    ``episode`` (long [B], the dataset index of each episode), with the same draws as ``base``.
+    CFCQL then reuses the behaviour probabilities of episodes it has seen (``behaviour_cache_mb``)."""
+
+    class EpisodeIndexed(base):
+        def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
+            if self._tensors is None:
+                self.setup()
+            if self.sampling != "episode":
+                return super().sample(batch_size)
+            b = batch_size or self.batch_size
+            idx = torch.randint(self.n_episodes, (b,), generator=self.generator).to(self.lengths.device)
+            batch = self._cut(idx, None, int(self.lengths[idx].max()))
+            batch["episode"] = idx
+            return batch
+
+    return EpisodeIndexed
 
 
 def fast_overrides(cls: type) -> dict[str, Any]:

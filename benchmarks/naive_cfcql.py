@@ -7,8 +7,9 @@ modules in ``lit_omarl.algos`` can be compared with the same math done the
 straightforward way:
 
 * agents, target agents and the behaviour model are unrolled one time step at
-  a time in Python, the inputs of each step built on the fly (pymarl's
-  ``mac.forward(batch, t)``); the behaviour model runs with autograd on;
+  a time in Python through ``torch.nn.GRU`` (``fused = False``), the inputs of
+  each step built on the fly (pymarl's ``mac.forward(batch, t)``); the
+  behaviour model runs with autograd on;
 * the counterfactual term loops over agents i and actions j and calls the
   FULL mixer (hypernetworks included) once per candidate: N * A extra mixer
   calls per update; MACQL calls it once per sampled joint action;
@@ -40,6 +41,13 @@ def _some_available(avail: torch.Tensor) -> torch.Tensor:
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _reference(net: Any) -> Any:
+    """A copied agent network that runs through ``torch.nn.GRU`` (not our fused GRU kernel)."""
+    if net is not None and hasattr(net, "fused"):
+        net.fused = False
+    return net
 
 
 def rollout(agent: torch.nn.Module, agent_inputs: Any, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -75,9 +83,9 @@ class NaiveQMIXLearner:
         hp = model.hparams
         self.hp = hp
         self.inputs = model.agent_inputs
-        self.agent = copy.deepcopy(model.agent)
+        self.agent = _reference(copy.deepcopy(model.agent))
         self.mixer = copy.deepcopy(model.mixer)
-        self.target_agent = copy.deepcopy(model.target_agent)
+        self.target_agent = _reference(copy.deepcopy(model.target_agent))
         self.target_mixer = copy.deepcopy(model.target_mixer)
         self.params = list(self.agent.parameters()) + list(self.mixer.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=hp.lr)
@@ -123,7 +131,7 @@ class NaiveCFCQL(NaiveQMIXLearner):
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)
-        self.behaviour = copy.deepcopy(model.behaviour)
+        self.behaviour = _reference(copy.deepcopy(model.behaviour))
 
     def regulariser(self, q_all, q_taken, q_taken_tot, batch, avail, states):
         hp = self.hp
@@ -186,7 +194,7 @@ class NaiveBC:
     def __init__(self, model: Any) -> None:
         self.hp = model.hparams
         self.inputs = model.agent_inputs
-        self.policy = copy.deepcopy(model.policy)
+        self.policy = _reference(copy.deepcopy(model.policy))
         self.params = list(self.policy.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=self.hp.lr)
 

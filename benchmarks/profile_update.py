@@ -47,10 +47,10 @@ PROBES = [
 ]
 
 
-def run_one(name: str, shape: str, batch: int, ops: int) -> dict:
+def run_one(name: str, shape: str, batch: int, ops: int, episode_index: bool = False) -> dict:
     import torch
 
-    dm = common.make_datamodule(shape, batch)
+    dm = common.make_datamodule(shape, batch, episode_index=episode_index)
     model = common.make_model(name, common.spec_of(shape))
     bare = common.BareLoop(model, dm)
     bare.timed_steps(1)
@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ops", type=int, default=0, help="also list the N most expensive torch operators")
+    parser.add_argument("--label", default="", help="free text stored with the result line (e.g. which code version)")
+    parser.add_argument("--episode-index", action="store_true",
+                        help="batches carry the proposed 'episode' key (see bench_updates.py)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -100,7 +103,7 @@ def main() -> None:
     if args.child:
         common.quiet()
         try:
-            out = run_one(args.child, args.shape, args.batch, args.ops)
+            out = run_one(args.child, args.shape, args.batch, args.ops, args.episode_index)
         except Exception as err:
             out = {"skipped": f"{type(err).__name__}: {err}"[:300]}
         common.emit(out)
@@ -113,6 +116,7 @@ def main() -> None:
     for name in args.algorithms:
         cmd = [sys.executable, __file__, "--child", name, "--shape", args.shape, "--batch", str(args.batch),
                "--threads", str(args.threads), "--ops", str(args.ops)]
+        cmd += ["--episode-index"] if args.episode_index else []
         proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env("passive"))
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         results[name] = json.loads(lines[-1]) if lines else {"skipped": f"exit {proc.returncode}: {proc.stderr[-300:]}"}
@@ -123,6 +127,8 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "shape": {args.shape: common.SHAPES[args.shape]},
         "batch_episodes": args.batch,
+        "episode_index": args.episode_index,
+        "label": args.label,
         "machine": info,
         "elapsed_s": round(time.time() - started, 1),
         "results": results,

@@ -4,7 +4,9 @@
 
 For each shape of updates.jsonl the newest measurement of every algorithm is
 used (a later line that measured only some algorithms replaces only those),
-with the time and load average of the line it comes from.
+with the time and load average of the line it comes from. Lines measured on
+another copy of the package (``machine.lit_omarl``, e.g. a "before" snapshot)
+or with ``--episode-index`` are left out; ab.jsonl is printed as its own table.
 """
 
 from __future__ import annotations
@@ -23,10 +25,20 @@ def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip().startswith("{")]
 
 
+REPO_PACKAGE = str((HERE.parent / "lit_omarl").resolve())
+
+
+def of_this_tree(line: dict) -> bool:
+    """False for lines measured on another copy of lit_omarl (e.g. a "before" snapshot via PYTHONPATH)
+    or with the proposed ``episode`` batch key (a projection)."""
+    measured = line.get("machine", {}).get("lit_omarl")
+    return (measured is None or measured == REPO_PACKAGE) and not line.get("episode_index")
+
+
 def latest_updates(lines: list[dict]) -> dict[str, dict[str, tuple[dict, dict]]]:
-    """shape -> algorithm -> (figures, line) of the newest line that measured it."""
+    """shape -> algorithm -> (figures, line) of the newest line of this tree's code that measured it."""
     out: dict[str, dict[str, tuple[dict, dict]]] = {}
-    for line in lines:
+    for line in filter(of_this_tree, lines):
         for shape, algos in line.get("results", {}).items():
             for name, fig in algos.items():
                 out.setdefault(shape, {})[name] = (fig, line)
@@ -69,6 +81,22 @@ def main() -> None:
     results = Path(args.results)
     for shape, rows in latest_updates(read_lines(results / "updates.jsonl")).items():
         print(updates_table(shape, rows))
+    ab = read_lines(results / "ab.jsonl")
+    if ab:
+        print("#### before / after, interleaved in one process (bench_ab.py)\n")
+        print("| time (UTC) | threads | episode key | load (1 min) | algorithm | CPU s before | CPU s after | after / before (CPU) "
+              "| wall s before | wall s after | after / before (wall) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for line in ab:
+            load = f"{line['machine']['load_avg_1_5_15'][0]}-{line['machine']['load_avg_1_5_15_end'][0]}"
+            for name, fig in line["results"].items():
+                if "skipped" in fig:
+                    continue
+                c, w = fig["cpu_s_per_update"], fig["wall_s_per_update"]
+                print(f"| {line['timestamp'][11:16]} | {line['machine']['threads']} | {'yes' if line.get('episode_index') else 'no'} "
+                      f"| {load} | {name} | {c['before']:.3f} | {c['after']:.3f} | {fig['cpu_ratio_after_over_before']:.2f} "
+                      f"| {w['before']:.3f} | {w['after']:.3f} | {fig['wall_ratio_after_over_before']:.2f} |")
+        print()
     latest: dict[str, dict] = {}
     for line in read_lines(results / "overhead.jsonl"):  # newest line per (shape, batch)
         latest[f"{next(iter(line['shape']))}, batch {line['batch_episodes']}"] = line

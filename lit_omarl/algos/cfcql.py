@@ -14,7 +14,13 @@ from typing import Any, Literal
 import torch
 
 from lit_omarl.algos.base import Batch, ConservativeQMIX, behaviour_probs, register_algorithm
-from lit_omarl.algos.losses import cfcql_gap, counterfactual_lambda, cql_counterfactual_term, masked_mean
+from lit_omarl.algos.losses import (
+    cfcql_counterfactual_reduce,
+    cfcql_gap,
+    counterfactual_lambda,
+    cql_counterfactual_term,
+    masked_mean,
+)
 
 
 @register_algorithm("cfcql")
@@ -29,7 +35,10 @@ class CFCQL(ConservativeQMIX):
     where j runs over agent i's available actions, a_data^{-i} are the other
     agents' dataset actions and G_t the double-Q TD(lambda) target of the
     target networks. All N * A counterfactual joint actions of a state are
-    mixed in one batched call reusing the mixer's hypernetwork outputs.
+    mixed in one batched call reusing the mixer's hypernetwork outputs; with
+    the QMIX mixer, one fused pass (``QMixer.counterfactual_reduce``) mixes
+    them, reduces them to sum_i lambda_i neg_i and contracts its gradient
+    while the hidden layer is in cache, on the valid steps only.
 
     Agent weights (paper Eq. 8, 9, B.40, B.41):
 
@@ -52,7 +61,7 @@ class CFCQL(ConservativeQMIX):
         - The behaviour model uses the Q-network's agent type (GRU by default,
           as the code); the paper's appendix mentions a 3-layer MLP.
         - The loss is one vectorised pass over agents x actions instead of a
-          Python loop over both; the values are the same.
+          Python loop over both; the values are the same (up to float rounding).
         - TD(lambda) targets bootstrap a truncated episode shorter than the
           batch from its own last observation (see ``td_lambda_targets``).
         - Evaluation is greedy over available actions (the code's test mode).
@@ -70,6 +79,12 @@ class CFCQL(ConservativeQMIX):
         behaviour_patience: stop pre-training after this many updates without
             a new minimum NLL (official rule: 20); 0 = run all steps.
         behaviour_lr: Adam learning rate of the behaviour model.
+        behaviour_cache_mb: when batches carry the dataset index of each
+            episode (key ``episode``, long [B]), the behaviour probabilities of
+            an episode are computed once and reused while the behaviour model
+            is unchanged (it is frozen after pre-training): at most this many
+            MB are kept (about 0.13 GB per 5,000 SMAC 2s3z episodes); 0 = no
+            cache. Without the key beta is computed every update. Same values.
         **kwargs: arguments of :class:`ConservativeQMIX` (lr, td_lambda,
             target_update_interval, mixer, ...) and of
             :class:`OfflineMARLModule` (gamma, agent, eval settings, seed, ...).
@@ -84,6 +99,7 @@ class CFCQL(ConservativeQMIX):
         behaviour_pretrain_steps: int = 5000,
         behaviour_patience: int = 20,
         behaviour_lr: float = 1e-3,
+        behaviour_cache_mb: float = 512.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(spec=spec, cql_alpha=cql_alpha, **kwargs)
@@ -93,6 +109,10 @@ class CFCQL(ConservativeQMIX):
             raise ValueError(f"softmax_temp must be >= 0, got {softmax_temp}")
         needs_beta = lambda_mode == "onehot" or (lambda_mode == "softmax" and softmax_temp > 0)
         self.behaviour = self.make_agent_net(self.spec.n_actions) if needs_beta else None
+        # beta of dataset episodes by index (batches with an "episode" key), for the frozen behaviour model
+        self._beta_cache: dict[int, torch.Tensor] = {}
+        self._beta_cache_key: tuple | None = None
+        self._beta_cache_bytes = 0
 
     # ---- optimisers and behaviour model --------------------------------------
     def configure_optimizers(self) -> Any:
@@ -111,24 +131,84 @@ class CFCQL(ConservativeQMIX):
         self.step_optimizer(1, loss, self.behaviour.parameters(), self.hparams.grad_clip_norm)
         return loss.detach()
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self._beta_cache, self._beta_cache_key, self._beta_cache_bytes = {}, None, 0  # indices of another dataset?
+
     # ---- the counterfactual regulariser --------------------------------------
     def conservative_gap(
         self, q_all: torch.Tensor, batch: Batch, avail: torch.Tensor, q_taken_tot: torch.Tensor, mixer_params: Any
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        # neg_i = logsumexp_j Q_tot(s, j, a^{-i}), all N * A candidates in one mixer call.
-        neg, cand_qtot = cql_counterfactual_term(q_all, batch["actions"], avail, mixer_params, self.mixer.mix)
         mask = batch["mask"]
-        extra: dict[str, torch.Tensor] = {}
-        if self.behaviour is None:
-            lam = torch.full_like(neg, 1.0 / neg.shape[-1])
+        beta = None
+        if self.behaviour is not None:
+            beta = self._behaviour_probs(batch, avail)
+        fused = self._fused_gap(q_all, batch["actions"], avail, beta, mask, mixer_params)
+        if fused is not None:
+            weighted, neg, lam, ratio = fused
+            gap = weighted - q_taken_tot
         else:
-            with torch.no_grad():
-                beta = behaviour_probs(self.behaviour, self.sequence_inputs(batch, include_last_obs=False), avail)
-            lam, ratio = counterfactual_lambda(
-                cand_qtot, beta, avail, self.hparams.softmax_temp, self.hparams.lambda_mode
-            )
-            extra["lambda_kl_mean"] = masked_mean(ratio.mean(-1), mask)
+            # neg_i = logsumexp_j Q_tot(s, j, a^{-i}), all N * A candidates in one mixer call.
+            neg, cand_qtot = cql_counterfactual_term(q_all, batch["actions"], avail, mixer_params, self.mixer.mix)
+            if beta is None:
+                lam, ratio = torch.full_like(neg, 1.0 / neg.shape[-1]), None
+            else:
+                lam, ratio = counterfactual_lambda(cand_qtot, beta, avail, self.hparams.softmax_temp, self.hparams.lambda_mode)
+            gap = cfcql_gap(neg, lam, q_taken_tot)
+        extra: dict[str, torch.Tensor] = {}
         with torch.no_grad():
+            if beta is not None:
+                extra["lambda_kl_mean"] = masked_mean(ratio.mean(-1), mask)
             extra["cql_neg_mean"] = masked_mean((lam * neg).sum(-1), mask)
             extra["lambda_max_mean"] = masked_mean(lam.max(-1).values, mask)
-        return cfcql_gap(neg, lam, q_taken_tot), extra
+        return gap, extra
+
+    def _fused_gap(self, q_all, actions, avail, beta, mask, mixer_params) -> tuple[torch.Tensor, ...] | None:
+        """(sum_i lambda_i neg_i, neg, lambda, ratio) [B, L(, N)] by the mixer's fused kernel, computed on the
+        valid steps only, or None when the mixer has no such kernel (then the composable path runs)."""
+        reduce_fn = getattr(self.mixer, "counterfactual_reduce", None)
+        if reduce_fn is None or not getattr(self.mixer, "fused_candidates", False):
+            return None
+        n, a = q_all.shape[-2:]
+        valid = mask.reshape(-1) > 0
+        rows = None if bool(valid.all()) else valid.nonzero().squeeze(1)
+        pick = (lambda x: x.reshape(-1, n, a)) if rows is None else (lambda x: x.reshape(-1, n, a).index_select(0, rows))
+        reduce = cfcql_counterfactual_reduce(
+            pick(avail), None if beta is None else pick(beta), self.hparams.softmax_temp, self.hparams.lambda_mode
+        )
+        q_taken = q_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        return reduce_fn(q_all, q_taken, mixer_params, reduce, rows=rows)
+
+    @torch.no_grad()
+    def _behaviour_probs(self, batch: Batch, avail: torch.Tensor) -> torch.Tensor:
+        """beta [B, L, N, A] of the batch; reused per dataset episode when the batch says which ones."""
+        # steps 0..L-1 of the cached [B, L+1] agent inputs (a view: no copy)
+        inputs = self.sequence_inputs(batch, include_last_obs=True)[:, : avail.shape[1]]
+        episodes = batch.get("episode")
+        budget = self.hparams.behaviour_cache_mb * 2**20
+        if episodes is None or budget <= 0:
+            return behaviour_probs(self.behaviour, inputs, avail)
+        key = tuple(p._version for p in self.behaviour.parameters())  # any in-place update changes it
+        if key != self._beta_cache_key:
+            self._beta_cache, self._beta_cache_key, self._beta_cache_bytes = {}, key, 0
+        cache, ids = self._beta_cache, episodes.tolist()
+        lengths = batch["mask"].sum(1).long().tolist()  # beta is causal: the valid prefix is what counts
+        miss = [k for k, e in enumerate(ids) if e not in cache or cache[e].shape[0] < lengths[k]]
+        fresh = None
+        if miss:
+            rows = torch.tensor(miss, device=avail.device)
+            fresh = behaviour_probs(self.behaviour, inputs.index_select(0, rows), avail.index_select(0, rows))
+            for m, k in enumerate(miss):
+                if self._beta_cache_bytes < budget:
+                    old = cache.get(ids[k])
+                    self._beta_cache_bytes += fresh[m].nbytes - (0 if old is None else old.nbytes)
+                    cache[ids[k]] = fresh[m].clone()
+        beta = avail.new_zeros(avail.shape, dtype=inputs.dtype)  # steps past an episode's end stay 0 (masked)
+        if fresh is not None:
+            beta[rows] = fresh
+        missed = set(miss)
+        for k, e in enumerate(ids):
+            if k not in missed:
+                steps = min(beta.shape[1], cache[e].shape[0])
+                beta[k, :steps] = cache[e][:steps]
+        return beta

@@ -9,11 +9,16 @@ same state can be mixed without recomputing the state-conditioned part:
 
 The leading dims ``...`` of ``qs`` and ``states`` match (e.g. [B, T]); the
 optional K dimension holds candidate joint actions (CFCQL's counterfactual
-term mixes N * A candidates per state in one call).
+term mixes N * A candidates per state in one call). ``QMixer`` also has
+``mix_counterfactual`` (the N * A single-agent deviations by a rank-one
+update of the hidden pre-activation) and ``counterfactual_reduce`` (the same,
+reduced per state with the gradient contracted in the forward pass: CFCQL's
+hot path).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -137,6 +142,98 @@ class _QMixCounterfactual(torch.autograd.Function):
         return g_q, g_qt, g_w1, g_b1, g_w2, grad_out.sum((1, 2))
 
 
+# reduce(cand [c, N, A], rows slice) -> (value [c], d value / d cand [c, N, A], extras: tuple of [c, ...])
+CounterfactualReduce = Callable[[torch.Tensor, slice], tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]]
+
+
+class _QMixCounterfactualReduce(torch.autograd.Function):
+    """A row-wise reduction of the single-deviation Q_tot's, with its gradient computed in the forward pass.
+
+    For each state r, ``value[r] = reduce(cand[r])`` where ``cand[r, i, j]`` is
+    Q_tot with agent i playing j and the others their taken Q (the rank-one
+    update of :class:`_QMixCounterfactual`). ``reduce`` also returns
+    ``g = d value / d cand`` (it depends on the row only), so while a chunk's
+    hidden layer is still in cache the gradients of ``value[r]`` with respect to
+    the kernel's inputs are contracted from it, with no recomputation in the
+    backward pass, which only scales them by the incoming ``d loss / d value[r]``.
+    With D = elu'(pre) = 1 + min(hidden, 0) and gp = g * w2 * D (d value / d pre):
+
+        d w2 = sum_ij g hidden      d b1 = sum_ij gp      d b2 = sum_ij g
+        d q[i, j] = g[i, j] (D[i, j] . (w1[i] * w2))
+        d w1[i] = w2 * sum_j g[i, j] delta[i, j] D[i, j] + d b1 * qt[i]
+        d qt[i] = w1[i] . d b1 - sum_j d q[i, j]
+
+    Extras (e.g. CFCQL's lambda weights) are returned without gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q, qt, w1, b1, w2, b2, reduce: CounterfactualReduce):
+        rows, n, a = q.shape
+        e = w1.shape[-1]
+        step = min(rows, max(1, FUSED_CHUNK_ELEMENTS // (n * a * e)))
+        need_grad = any(ctx.needs_input_grad[:6])
+        value = q.new_empty(rows)
+        if need_grad:
+            g_q, g_qt, g_w1, g_b1, g_w2, g_b2 = (torch.empty_like(x) for x in (q, qt, w1, b1, w2, b2))
+        # chunk buffers: hidden layer, elu' and a scratch block, [c, N * A, E] each
+        hid_buf, der_buf, tmp_buf = (q.new_empty(step, n * a, e) for _ in range(3))
+        # left factor [c, N + 1, N * A] of one batched product with D: rows i < N hold (g delta)[i, :]
+        # in block i (sum_j (g delta)[i, j] D[i, j] for every agent at once instead of N * c tiny
+        # products; the off-diagonal blocks stay 0), row N holds g (sum_ij g D)
+        blocks = q.new_zeros(step, n + 1, n * a) if need_grad else None
+        extras: list[torch.Tensor] | None = None
+        for s in range(0, rows, step):
+            sl = slice(s, s + step)
+            w1c, qtc, w2c = w1[sl], qt[sl], w2[sl]
+            c = w1c.shape[0]
+            hidden, deriv, tmp = hid_buf[:c], der_buf[:c], tmp_buf[:c]
+            base = torch.baddbmm(b1[sl].unsqueeze(1), qtc.unsqueeze(1), w1c)  # [c, 1, E]
+            delta = q[sl] - qtc.unsqueeze(-1)  # [c, N, A]
+            pre = torch.addcmul(base.unsqueeze(1), delta.unsqueeze(-1), w1c.unsqueeze(2), out=hidden.view(c, n, a, e))
+            # elu(x) = max(x, exp(min(x, 0)) - 1), and exp(min(x, 0)) is elu'(x): one exp for both
+            torch.clamp(pre, max=0.0, out=deriv.view(c, n, a, e)).exp_()
+            torch.maximum(hidden, torch.sub(deriv, 1.0, out=tmp), out=hidden)
+            cand = torch.bmm(hidden, w2c.unsqueeze(-1)).view(c, n, a) + b2[sl, None, None]
+            val, g, ext = reduce(cand, sl)
+            value[sl] = val
+            if extras is None:
+                extras = [x.new_empty(rows, *x.shape[1:]) for x in ext]
+            for out, x in zip(extras, ext):
+                out[sl] = x
+            if not need_grad:
+                continue
+            g = g.to(q.dtype)
+            gf = g.view(c, 1, n * a)
+            torch.bmm(gf, hidden, out=g_w2[sl].unsqueeze(1))
+            g_b2[sl] = g.sum((1, 2))
+            v = w1c * w2c.unsqueeze(1)  # [c, N, E]
+            # D[i, j] . v[k] for all (i, j, k); the k = i entries are the ones needed
+            dv = torch.bmm(deriv, v.transpose(1, 2)).view(c, n, a, n).diagonal(dim1=1, dim2=3)  # [c, A, N]
+            g_qc = torch.mul(g, dv.transpose(1, 2))
+            g_q[sl] = g_qc
+            blk = blocks[:c]
+            blk[:, :n].view(c, n, n, a).diagonal(dim1=1, dim2=2).copy_((g * delta).transpose(1, 2))
+            blk[:, n] = gf.squeeze(1)
+            prod = torch.bmm(blk, deriv).mul_(w2c.unsqueeze(1))  # [c, N + 1, E]
+            g_b1c = prod[:, n]
+            g_b1[sl] = g_b1c
+            torch.addcmul(prod[:, :n], g_b1c.unsqueeze(1), qtc.unsqueeze(-1), out=g_w1[sl])
+            g_qt[sl] = torch.bmm(w1c, g_b1c.unsqueeze(-1)).squeeze(-1) - g_qc.sum(-1)
+        if need_grad:
+            ctx.save_for_backward(g_q, g_qt, g_w1, g_b1, g_w2, g_b2)
+        extras = extras or []
+        ctx.mark_non_differentiable(*extras)
+        return (value, *extras)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_value: torch.Tensor, *_unused: Any):
+        g_q, g_qt, g_w1, g_b1, g_w2, g_b2 = ctx.saved_tensors
+        gv = grad_value.contiguous()
+        return (g_q * gv[:, None, None], g_qt * gv[:, None], g_w1 * gv[:, None, None], g_b1 * gv[:, None],
+                g_w2 * gv[:, None], g_b2 * gv, None)
+
+
 class QMixParams(NamedTuple):
     w1: torch.Tensor  # [..., N, E] (>= 0)
     b1: torch.Tensor  # [..., E]
@@ -186,9 +283,11 @@ class QMixer(nn.Module):
                 params.b2.reshape(-1),
             )
             return out.reshape(*lead, cand.shape[-2])
+        if squeeze:  # one Q vector per state: element-wise products beat batched 1 x N matrix products
+            hidden = F.elu((qs.unsqueeze(-1) * params.w1).sum(-2) + params.b1)
+            return (hidden * params.w2).sum(-1) + params.b2
         hidden = F.elu(torch.einsum("...kn,...ne->...ke", cand, params.w1) + params.b1.unsqueeze(-2))
-        q_tot = torch.einsum("...ke,...e->...k", hidden, params.w2) + params.b2.unsqueeze(-1)
-        return q_tot.squeeze(-1) if squeeze else q_tot
+        return torch.einsum("...ke,...e->...k", hidden, params.w2) + params.b2.unsqueeze(-1)
 
     def mix_counterfactual(self, q_all: torch.Tensor, q_taken: torch.Tensor, params: QMixParams) -> torch.Tensor | None:
         """Q_tot(s, j, a^{-i}) of every agent i and action j (CFCQL's counterfactual joint actions).
@@ -216,6 +315,51 @@ class QMixer(nn.Module):
             params.b2.reshape(-1),
         )
         return out.reshape(*lead, n, a)
+
+    def counterfactual_reduce(
+        self,
+        q_all: torch.Tensor,
+        q_taken: torch.Tensor,
+        params: QMixParams,
+        reduce: CounterfactualReduce,
+        rows: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...] | None:
+        """A per-state reduction of the counterfactual Q_tot's of :meth:`mix_counterfactual`, fused.
+
+        ``reduce(cand [c, N, A], sl)`` gets the candidates of the states ``sl``
+        (a slice of the flattened, possibly row-selected states) and returns
+        (value [c], d value / d cand [c, N, A], extras tuple of [c, ...]);
+        only ``value`` is differentiable. No [states, N, A, E] tensor is kept
+        and nothing is recomputed in the backward pass (see
+        :class:`_QMixCounterfactualReduce`).
+
+        Args:
+            q_all: [..., N, A]; q_taken: [..., N]; params: ``hyper(states [...])``.
+            reduce: the per-chunk reduction.
+            rows: optional long indices into the flattened leading dims: only
+                those states are computed (e.g. the valid steps of padded
+                episodes); the others get value 0 and zero extras.
+
+        Returns:
+            (value [...], *extras [..., ...]) or None when the fused kernel does not apply.
+        """
+        lead = params.b2.shape
+        if not self.fused_candidates or q_all.shape[:-2] != lead or q_taken.shape[:-1] != lead:
+            return None
+        n, a = q_all.shape[-2:]
+        e = params.w1.shape[-1]
+        flat = (q_all.reshape(-1, n, a), q_taken.reshape(-1, n), params.w1.reshape(-1, n, e),
+                params.b1.reshape(-1, e), params.w2.reshape(-1, e), params.b2.reshape(-1))
+        if rows is not None:
+            flat = tuple(x.index_select(0, rows) for x in flat)
+        out = _QMixCounterfactualReduce.apply(*flat, reduce)
+        total = q_all.reshape(-1, n, a).shape[0]
+        results = []
+        for x in out:
+            if rows is not None:
+                x = x.new_zeros(total, *x.shape[1:]).index_copy(0, rows, x)
+            results.append(x.reshape(*lead, *x.shape[1:]))
+        return tuple(results)
 
     def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         return self.mix(qs, self.hyper(states))

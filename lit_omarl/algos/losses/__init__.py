@@ -168,18 +168,74 @@ def counterfactual_lambda(
     """
     with torch.no_grad():
         mu = torch.softmax(cand_qtot.masked_fill(~avail, NEG_INF), dim=-1)
-        kl = (mu + KL_EPS) * (torch.log(mu + KL_EPS) - torch.log(behaviour_probs + KL_EPS))
-        ratio = (kl * avail).sum(-1)
-        n = ratio.shape[-1]
-        if mode == "uniform":
-            lam = torch.full_like(ratio, 1.0 / n)
-        elif mode == "onehot":
-            lam = F.one_hot(ratio.argmax(-1), n).to(ratio.dtype)
-        elif mode == "softmax":
-            lam = torch.softmax(temperature * ratio, dim=-1)
-        else:
-            raise ValueError(f"unknown lambda mode {mode!r}; expected 'softmax', 'uniform' or 'onehot'")
+        return _lambda_of_mu(mu, behaviour_probs, avail, temperature, mode)
+
+
+def _lambda_of_mu(
+    mu: torch.Tensor,
+    behaviour_probs: torch.Tensor | None,
+    avail: torch.Tensor,
+    temperature: float,
+    mode: LambdaMode,
+    log_behaviour: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """lambda and KL ratio of :func:`counterfactual_lambda` from mu = softmax_j Q_tot^{(i,j)}
+    (``log_behaviour`` = log(behaviour_probs + KL_EPS) if already computed)."""
+    if log_behaviour is None:
+        log_behaviour = torch.log(behaviour_probs + KL_EPS)
+    mu_eps = mu + KL_EPS
+    kl = mu_eps * (torch.log(mu_eps) - log_behaviour)
+    ratio = (kl * avail).sum(-1)
+    n = ratio.shape[-1]
+    if mode == "uniform":
+        lam = torch.full_like(ratio, 1.0 / n)
+    elif mode == "onehot":
+        lam = F.one_hot(ratio.argmax(-1), n).to(ratio.dtype)
+    elif mode == "softmax":
+        lam = torch.softmax(temperature * ratio, dim=-1)
+    else:
+        raise ValueError(f"unknown lambda mode {mode!r}; expected 'softmax', 'uniform' or 'onehot'")
     return lam, ratio
+
+
+def cfcql_counterfactual_reduce(
+    avail: torch.Tensor,
+    behaviour_probs: torch.Tensor | None,
+    temperature: float,
+    mode: LambdaMode = "softmax",
+) -> Callable[[torch.Tensor, slice], tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]]:
+    """The CFCQL regulariser of one chunk of states, for ``QMixer.counterfactual_reduce``.
+
+    Given the candidates ``cand [c, N, A]`` (Q_tot^{(i,j)}, unmasked) of the
+    states ``sl`` it returns, as :func:`cql_counterfactual_term` +
+    :func:`counterfactual_lambda` + :func:`cfcql_gap` compute them:
+
+        value = sum_i lambda_i neg_i,   neg_i = log sum_{j available} exp Q_tot^{(i,j)}
+        d value / d cand[i, j] = lambda_i mu_i(j)      (lambda is detached, mu = softmax_j)
+        extras = (neg [c, N], lambda [c, N], ratio [c, N])
+
+    Args:
+        avail: [R, N, A] bool available actions of the flattened (selected) states.
+        behaviour_probs: [R, N, A] beta, or None for uniform weights 1/N (then ratio is 0).
+        temperature, mode: as in :func:`counterfactual_lambda`.
+    """
+
+    unavail = ~avail
+    log_beta = None if behaviour_probs is None else torch.log(behaviour_probs + KL_EPS)
+    avail_f = None if behaviour_probs is None else avail.to(log_beta.dtype)
+
+    def reduce(cand: torch.Tensor, sl: slice) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        cand = cand.masked_fill(unavail[sl], NEG_INF)
+        neg = torch.logsumexp(cand, dim=-1)
+        mu = torch.exp(cand - neg.unsqueeze(-1))  # softmax_j (faster than torch.softmax over 11 actions)
+        if log_beta is None:
+            lam = torch.full_like(neg, 1.0 / neg.shape[-1])
+            ratio = torch.zeros_like(neg)
+        else:
+            lam, ratio = _lambda_of_mu(mu, None, avail_f[sl], temperature, mode, log_beta[sl])
+        return (lam * neg).sum(-1), mu.mul_(lam.unsqueeze(-1)), (neg, lam, ratio)
+
+    return reduce
 
 
 def conservative_td_loss(
