@@ -22,6 +22,7 @@ from lit_omarl.spec import EnvSpec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import BareLoop  # noqa: E402
 from naive_cfcql import naive_learner  # noqa: E402
+from _batches import random_episode_batch  # noqa: E402
 
 B, T, N, O, S, A = 5, 4, 3, 6, 7, 4
 SPEC = EnvSpec(env_id="test/naive", n_agents=N, obs_dim=O, state_dim=S, n_actions=A, episode_limit=T)
@@ -30,24 +31,7 @@ COMMON = {"eval_every_steps": 0, "final_eval_episodes": 0, "agent_hidden_dim": 1
 
 def batch(seed: int = 0) -> dict[str, torch.Tensor]:
     """Episodes of lengths 4, 2, 4, 1, 3 (one terminated, the others cut by the time limit)."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor([4, 2, 4, 1, 3])
-    mask = (torch.arange(T)[None] < lengths[:, None]).float()
-    seen = (torch.arange(T + 1)[None] <= lengths[:, None]).float()
-    avail = (torch.rand(B, T + 1, N, A, generator=g) > 0.4) & seen[:, :, None, None].bool()
-    avail[..., 1] |= seen[:, :, None].bool()
-    actions = torch.rand(B, T, N, A, generator=g).masked_fill(~avail[:, :T], -1.0).argmax(-1) * mask[..., None].long()
-    terminated = torch.zeros(B, T)
-    terminated[1, 1] = 1.0
-    return {
-        "obs": torch.randn(B, T + 1, N, O, generator=g) * seen[..., None, None],
-        "state": torch.randn(B, T + 1, S, generator=g) * seen[..., None],
-        "actions": actions,
-        "avail_actions": avail,
-        "reward": torch.randn(B, T, generator=g) * mask,
-        "terminated": terminated,
-        "mask": mask,
-    }
+    return random_episode_batch([4, 2, 4, 1, 3], (1, 1), 1, t=T, n=N, a=A, o=O, s=S, seed=seed)
 
 
 class OneBatch:

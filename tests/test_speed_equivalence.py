@@ -22,6 +22,7 @@ from lit_omarl.algos import CFCQL, QMIX
 from lit_omarl.algos.losses import KL_EPS, cfcql_counterfactual_reduce, counterfactual_lambda, cql_counterfactual_term
 from lit_omarl.nets import QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
+from _batches import random_episode_batch  # noqa: E402
 
 N, A, E = 3, 4, 5
 
@@ -240,24 +241,7 @@ SPEC = EnvSpec(env_id="test/speed", n_agents=N, obs_dim=O, state_dim=S, n_action
 
 def padded_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     """Episodes of lengths 5, 2, 4, 1 (padding cut at the longest), one terminated."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor([5, 2, 4, 1])
-    mask = (torch.arange(T)[None] < lengths[:, None]).float()
-    seen = (torch.arange(T + 1)[None] <= lengths[:, None]).float()
-    avail = (torch.rand(B, T + 1, N, A, generator=g) > 0.4) & seen[:, :, None, None].bool()
-    avail[..., 2] |= seen[:, :, None].bool()
-    actions = torch.rand(B, T, N, A, generator=g).masked_fill(~avail[:, :T], -1.0).argmax(-1) * mask[..., None].long()
-    terminated = torch.zeros(B, T)
-    terminated[2, 3] = 1.0
-    return {
-        "obs": torch.randn(B, T + 1, N, O, generator=g) * seen[..., None, None],
-        "state": torch.randn(B, T + 1, S, generator=g) * seen[..., None],
-        "actions": actions,
-        "avail_actions": avail,
-        "reward": torch.randn(B, T, generator=g) * mask,
-        "terminated": terminated,
-        "mask": mask,
-    }
+    return random_episode_batch([5, 2, 4, 1], (2, 3), 2, t=T, n=N, a=A, o=O, s=S, seed=seed)
 
 
 def one_update(model, data, fast: bool):

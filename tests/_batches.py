@@ -1,0 +1,30 @@
+"""Random padded episode batches (docs/CONTRACTS.md episode format) shared by the update tests."""
+
+from __future__ import annotations
+
+import torch
+
+
+def random_episode_batch(lengths: list[int], terminated_at: tuple[int, int], always_avail: int, *, t: int, n: int,
+                         a: int, o: int, s: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Episodes of the given ``lengths`` padded to ``t`` steps; episode ``terminated_at[0]`` terminates at step
+    ``terminated_at[1]``, the others are cut by the time limit; action ``always_avail`` is always available."""
+    g = torch.Generator().manual_seed(seed)
+    b = len(lengths)
+    lengths_t = torch.tensor(lengths)
+    mask = (torch.arange(t)[None] < lengths_t[:, None]).float()
+    seen = (torch.arange(t + 1)[None] <= lengths_t[:, None]).float()
+    avail = (torch.rand(b, t + 1, n, a, generator=g) > 0.4) & seen[:, :, None, None].bool()
+    avail[..., always_avail] |= seen[:, :, None].bool()
+    actions = torch.rand(b, t, n, a, generator=g).masked_fill(~avail[:, :t], -1.0).argmax(-1) * mask[..., None].long()
+    terminated = torch.zeros(b, t)
+    terminated[terminated_at] = 1.0
+    return {
+        "obs": torch.randn(b, t + 1, n, o, generator=g) * seen[..., None, None],
+        "state": torch.randn(b, t + 1, s, generator=g) * seen[..., None],
+        "actions": actions,
+        "avail_actions": avail,
+        "reward": torch.randn(b, t, generator=g) * mask,
+        "terminated": terminated,
+        "mask": mask,
+    }
