@@ -127,14 +127,15 @@ def test_same_seed_twice_gives_identical_weights_and_scores(name, reference, wor
 
 
 def _slow_fit(argv: list[str]) -> None:
-    """Child process: the `lit-omarl fit` entry point, 50 ms of sleep after each update."""
+    """Child process: the `lit-omarl fit` entry point, 200 ms of sleep after each update (on a loaded
+    machine the parent must see a checkpoint before the child runs to its end)."""
     from lit_omarl.algos import base
 
     original = base.OfflineMARLModule.on_train_batch_end
 
     def slow(self, *args):
         original(self, *args)
-        time.sleep(0.05)
+        time.sleep(0.2)
 
     base.OfflineMARLModule.on_train_batch_end = slow
     main(argv)
@@ -155,6 +156,8 @@ def _kill_after_checkpoint(argv: list[str], last: Path, step: int, delay_s: floa
     while child.is_alive() and _held_step(last) < step and time.monotonic() < deadline:
         time.sleep(0.005)
     time.sleep(delay_s)
+    assert child.is_alive(), (f"the child ended (exit code {child.exitcode}) before it was killed; last.ckpt holds "
+                              f"step {_held_step(last)}, the kill aimed at step {step}")
     os.kill(child.pid, signal.SIGKILL)
     child.join()
     assert child.exitcode == -signal.SIGKILL
