@@ -89,7 +89,10 @@ GRU_CHUNK_ELEMENTS = 1 << 19
 # operations ([B * N, H] element-wise ops and per-chunk products); with two OpenMP threads each
 # one waits for the other thread to wake up, which cost 18 - 26 % more CPU time per CFCQL / QMIX
 # update than one thread, and as much wall time on a loaded 2-core machine (benchmarks/README.md).
-GRU_THREADS: int | None = 1
+# On the idle machine, however, two threads were faster in wall time (CFCQL-D, SMAC 2s3z shape,
+# batch 128, 2 threads: 0.66 s per update with None vs 0.84 s with 1), so the default is torch's
+# setting; set 1 when the machine is shared.
+GRU_THREADS: int | None = None
 
 
 class _Threads:
