@@ -28,3 +28,30 @@ def random_episode_batch(lengths: list[int], terminated_at: tuple[int, int], alw
         "terminated": terminated,
         "mask": mask,
     }
+
+
+def one_training_step(model, data: dict[str, torch.Tensor]) -> dict:
+    """Run the module's own training_step once on ``data`` (benchmarks' bare loop); the metrics it logged
+    plus ``"grads"``, its pre-clipping gradients by parameter name."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from common import BareLoop
+
+    class OneBatch:
+        def sample(self):
+            return data
+
+    loop = BareLoop(model, OneBatch())
+    seen: dict = {}
+    model.log_train = lambda metrics: seen.update(metrics)
+    backward = model.manual_backward
+
+    def record(loss, *args, **kwargs):
+        backward(loss, *args, **kwargs)
+        seen["grads"] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    model.manual_backward = record
+    loop.step()
+    return seen

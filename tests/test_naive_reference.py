@@ -22,7 +22,7 @@ from lit_omarl.spec import EnvSpec
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import BareLoop  # noqa: E402
 from naive_cfcql import naive_learner  # noqa: E402
-from _batches import random_episode_batch  # noqa: E402
+from _batches import one_training_step, random_episode_batch  # noqa: E402
 
 B, T, N, O, S, A = 5, 4, 3, 6, 7, 4
 SPEC = EnvSpec(env_id="test/naive", n_agents=N, obs_dim=O, state_dim=S, n_actions=A, episode_limit=T)
@@ -44,17 +44,7 @@ class OneBatch:
 
 def our_loss_and_grads(model, data):
     """Run the module's own training_step once (bare loop); its logged loss and pre-clipping grads."""
-    loop = BareLoop(model, OneBatch(data))
-    seen: dict = {}
-    model.log_train = lambda metrics: seen.update(metrics)
-    backward = model.manual_backward
-
-    def record(loss, *args, **kwargs):
-        backward(loss, *args, **kwargs)
-        seen["grads"] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
-
-    model.manual_backward = record
-    loop.step()
+    seen = one_training_step(model, data)
     return seen["loss"], seen["grads"]
 
 

@@ -22,7 +22,7 @@ from lit_omarl.algos import CFCQL, QMIX
 from lit_omarl.algos.losses import KL_EPS, cfcql_counterfactual_reduce, counterfactual_lambda, cql_counterfactual_term
 from lit_omarl.nets import QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
-from _batches import random_episode_batch  # noqa: E402
+from _batches import one_training_step, random_episode_batch  # noqa: E402
 
 N, A, E = 3, 4, 5
 
@@ -246,33 +246,11 @@ def padded_batch(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def one_update(model, data, fast: bool):
     """Loss, metrics and pre-clipping gradients of one training_step (bare loop) with the fast paths on/off."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from common import BareLoop
-
     for net in (model.agent, model.target_agent, getattr(model, "behaviour", None)):
         if net is not None:
             net.fused = fast
     model.mixer.fused_candidates = fast
-
-    class One:
-        def sample(self):
-            return data
-
-    loop = BareLoop(model, One())
-    seen: dict = {}
-    model.log_train = lambda metrics: seen.update(metrics)
-    backward = model.manual_backward
-
-    def record(loss, *args, **kwargs):
-        backward(loss, *args, **kwargs)
-        seen["grads"] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
-
-    model.manual_backward = record
-    loop.step()
-    return seen
+    return one_training_step(model, data)
 
 
 @pytest.mark.parametrize("algo,kwargs", [
