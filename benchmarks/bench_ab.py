@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=12, help="update pairs (order alternates)")
-    parser.add_argument("--episode-index", action="store_true", help="batches carry the proposed 'episode' key")
+    parser.add_argument("--no-episode-index", dest="episode_index", action="store_false",
+                        help="batches without the datamodule's 'episode' key (CFCQL then recomputes the behaviour probabilities every update)")
     parser.add_argument("--dataset", help="a real dataset file instead of the synthetic full-length episodes of --shape")
     parser.add_argument("--max-episodes", type=int, default=1000, help="with --dataset: its first episodes only")
     parser.add_argument("--label", default="")
@@ -134,7 +135,7 @@ def main() -> None:
         for name in args.algorithms:
             cmd = [sys.executable, __file__, "--before", args.before, "--child", name, "--before-pkg-dir", tmp,
                    "--shape", args.shape, "--batch", str(args.batch), "--threads", str(args.threads),
-                   "--rounds", str(args.rounds)] + (["--episode-index"] if args.episode_index else [])
+                   "--rounds", str(args.rounds)] + ([] if args.episode_index else ["--no-episode-index"])
             if args.dataset:
                 cmd += ["--dataset", args.dataset, "--max-episodes", str(args.max_episodes)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy))

@@ -68,7 +68,7 @@ def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float, com
         times["trainer"][0].extend(w)
         times["trainer"][1].extend(c)
         bare = common.BareLoop(model, dm)
-        w, c = bare.timed_steps(k)
+        w, c = bare.timed_steps(k, warmup=common.WARMUP_UPDATES)
         bare.detach()
         times["bare"][0].extend(w)
         times["bare"][1].extend(c)

@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 
-def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, episode_index: bool = False) -> dict:
+def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, episode_index: bool = True) -> dict:
     import torch
 
     from lit_omarl.algos import ALGORITHMS
@@ -70,12 +70,13 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, epi
         t_wall += w
         t_cpu += c
         bare = common.BareLoop(model, dm)
-        w, c = bare.timed_steps(k)
+        w, c = bare.timed_steps(k, warmup=common.WARMUP_UPDATES)
         bare.detach()
         b_wall += w
         b_cpu += c
 
     bare = common.BareLoop(model, dm)
+    bare.timed_steps(common.WARMUP_UPDATES)  # before the probes: they count every update they see
     segments = common.Segments()
     common.instrument(bare, segments)
     wall, cpu = bare.timed_steps(k)
@@ -123,9 +124,8 @@ def main() -> None:
                         help="OMP_WAIT_POLICY of the measuring processes; passive keeps busy-waiting threads "
                         "from stealing the CPU on a shared, oversubscribed machine")
     parser.add_argument("--label", default="", help="free text stored with the result line (e.g. which code version)")
-    parser.add_argument("--episode-index", action="store_true",
-                        help="batches carry the dataset index of each episode (proposed datamodule key 'episode'; "
-                        "lets CFCQL reuse behaviour probabilities); a projection, not the shipped datamodule")
+    parser.add_argument("--no-episode-index", dest="episode_index", action="store_false",
+                        help="batches without the datamodule's 'episode' key (CFCQL then recomputes the behaviour probabilities every update)")
     parser.add_argument("--child", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -154,7 +154,7 @@ def main() -> None:
         for name in names:
             cmd = [sys.executable, __file__, "--child", name, shape, "--batch", str(args.batch),
                    "--threads", str(args.threads), "--budget", str(args.budget), "--rounds", str(args.rounds)]
-            cmd += ["--episode-index"] if args.episode_index else []
+            cmd += [] if args.episode_index else ["--no-episode-index"]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy), timeout=args.timeout)
                 lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

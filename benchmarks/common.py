@@ -122,36 +122,29 @@ def dataset_file(shape: str, episodes: int, seed: int = 0, directory: Path = BEN
 
 
 def make_datamodule(shape: str, batch_size: int, episodes: int = 256, sampling: str = "episode",
-                    episode_index: bool = False, path: str | None = None, max_episodes: int | None = None):
+                    episode_index: bool = True, path: str | None = None, max_episodes: int | None = None):
     """The benchmark's OfflineDataModule over the synthetic file of ``shape`` (or over ``path``, a real
-    dataset, its first ``max_episodes``); ``episode_index=True`` adds the proposed ``episode`` batch key."""
+    dataset, its first ``max_episodes``). ``episode_index=False`` drops the ``episode`` batch key (as in
+    batches built by hand), so CFCQL recomputes the behaviour probabilities every update."""
     from lit_omarl.data.datamodule import OfflineDataModule
 
-    cls = _episode_indexed(OfflineDataModule) if episode_index else OfflineDataModule
+    cls = OfflineDataModule if episode_index else _without_episode_key(OfflineDataModule)
     path = path or str(dataset_file(shape, episodes))
     dm = cls(path=path, batch_size=batch_size, sampling=sampling, seed=0, max_episodes=max_episodes)
     dm.setup("fit")
     return dm
 
 
-def _episode_indexed(base: type) -> type:
-    """Benchmark-only projection of a proposed datamodule change: episode batches also carry
-    ``episode`` (long [B], the dataset index of each episode), with the same draws as ``base``.
-    CFCQL then reuses the behaviour probabilities of episodes it has seen (``behaviour_cache_mb``)."""
+def _without_episode_key(base: type) -> type:
+    """The datamodule with the same draws, minus the ``episode`` key (no per-episode caches)."""
 
-    class EpisodeIndexed(base):
+    class WithoutEpisodeKey(base):
         def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
-            if self._tensors is None:
-                self.setup()
-            if self.sampling != "episode":
-                return super().sample(batch_size)
-            b = batch_size or self.batch_size
-            idx = torch.randint(self.n_episodes, (b,), generator=self.generator).to(self.lengths.device)
-            batch = self._cut(idx, None, int(self.lengths[idx].max()))
-            batch["episode"] = idx
+            batch = super().sample(batch_size)
+            batch.pop("episode", None)
             return batch
 
-    return EpisodeIndexed
+    return WithoutEpisodeKey
 
 
 def fast_overrides(cls: type) -> dict[str, Any]:
@@ -304,8 +297,10 @@ class BareLoop:
         self.model.on_train_batch_end(None, batch, self.batch_idx)
         self.batch_idx += 1
 
-    def timed_steps(self, n: int) -> tuple[list[float], list[float]]:
-        """Wall and CPU seconds of each of ``n`` updates (sampling included)."""
+    def timed_steps(self, n: int, warmup: int = 0) -> tuple[list[float], list[float]]:
+        """Wall and CPU seconds of each of ``n`` updates (sampling included), after ``warmup`` untimed ones."""
+        for _ in range(warmup):
+            self.step()
         wall, cpu = [], []
         for _ in range(n):
             w, c = time.perf_counter(), time.process_time()
@@ -348,8 +343,15 @@ class _StepClock:
         return Clock()
 
 
-def trainer_steps(model: Any, dm: Any, n: int, log_dir: Path | None = None) -> tuple[list[float], list[float]]:
-    """Fit ``n + 1`` updates in a fresh Lightning Trainer; wall and CPU seconds of the last ``n``.
+# Untimed updates at the start of every timed block (Trainer and bare alike): a fit start empties
+# per-fit caches (CFCQL's behaviour probabilities per dataset episode), and a long run spends
+# nearly all its updates in the steady state these warm-ups reach.
+WARMUP_UPDATES = 3
+
+
+def trainer_steps(model: Any, dm: Any, n: int, log_dir: Path | None = None,
+                  warmup: int = WARMUP_UPDATES) -> tuple[list[float], list[float]]:
+    """Fit ``n + warmup`` updates in a fresh Lightning Trainer; wall and CPU seconds of the last ``n``.
 
     Each update is timed from the end of the previous one, so the Trainer's
     per-step work (fetching the batch, hooks, logging) is included and its
@@ -361,7 +363,7 @@ def trainer_steps(model: Any, dm: Any, n: int, log_dir: Path | None = None) -> t
     clock = _StepClock()
     logger = CSVLogger(str(log_dir or BENCH_DIR / "logs"), name="bench") if log_dir is not False else False
     trainer = L.Trainer(
-        max_steps=n + 1,
+        max_steps=n + max(1, warmup),
         logger=logger,
         log_every_n_steps=50,
         enable_checkpointing=False,
@@ -371,7 +373,7 @@ def trainer_steps(model: Any, dm: Any, n: int, log_dir: Path | None = None) -> t
         callbacks=[clock.hook()],
     )
     trainer.fit(model, datamodule=dm)
-    return clock.wall, clock.cpu
+    return clock.wall[-n:], clock.cpu[-n:]
 
 
 def summary(seconds: list[float]) -> dict[str, float]:

@@ -47,7 +47,7 @@ PROBES = [
 ]
 
 
-def run_one(name: str, shape: str, batch: int, ops: int, episode_index: bool = False) -> dict:
+def run_one(name: str, shape: str, batch: int, ops: int, episode_index: bool = True) -> dict:
     import torch
 
     dm = common.make_datamodule(shape, batch, episode_index=episode_index)
@@ -92,8 +92,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ops", type=int, default=0, help="also list the N most expensive torch operators")
     parser.add_argument("--label", default="", help="free text stored with the result line (e.g. which code version)")
-    parser.add_argument("--episode-index", action="store_true",
-                        help="batches carry the proposed 'episode' key (see bench_updates.py)")
+    parser.add_argument("--no-episode-index", dest="episode_index", action="store_false",
+                        help="batches without the datamodule's 'episode' key (CFCQL then recomputes the behaviour probabilities every update)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -116,7 +116,7 @@ def main() -> None:
     for name in args.algorithms:
         cmd = [sys.executable, __file__, "--child", name, "--shape", args.shape, "--batch", str(args.batch),
                "--threads", str(args.threads), "--ops", str(args.ops)]
-        cmd += ["--episode-index"] if args.episode_index else []
+        cmd += [] if args.episode_index else ["--no-episode-index"]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env("passive"))
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         results[name] = json.loads(lines[-1]) if lines else {"skipped": f"exit {proc.returncode}: {proc.stderr[-300:]}"}

@@ -6,7 +6,7 @@ For each shape of updates.jsonl the newest measurement of every algorithm is
 used (a later line that measured only some algorithms replaces only those),
 with the time and load average of the line it comes from. Lines measured on
 another copy of the package (``machine.lit_omarl``, e.g. a "before" snapshot)
-or with ``--episode-index`` are left out; ab.jsonl is printed as its own table.
+are left out; ab.jsonl is printed as its own table.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ REPO_PACKAGE = str((HERE.parent / "lit_omarl").resolve())
 
 
 def of_this_tree(line: dict) -> bool:
-    """False for lines measured on another copy of lit_omarl (e.g. a "before" snapshot via PYTHONPATH)
-    or with the proposed ``episode`` batch key (a projection)."""
+    """False for lines measured on another copy of lit_omarl (e.g. a "before" snapshot via PYTHONPATH)."""
     measured = line.get("machine", {}).get("lit_omarl")
-    return (measured is None or measured == REPO_PACKAGE) and not line.get("episode_index")
+    return (measured is None or measured == REPO_PACKAGE)
 
 
 def latest_updates(lines: list[dict]) -> dict[str, dict[str, tuple[dict, dict]]]:

@@ -45,6 +45,23 @@ def test_episode_batches_are_whole_episodes_cut_to_longest(dataset):
         assert np.array_equal(arrays["reward"][e, :L], batch["reward"][row].numpy())
 
 
+def test_episode_key_is_the_dataset_index_of_each_row(dataset):
+    path, arrays = dataset
+    dm = OfflineDataModule(str(path), batch_size=32, sampling="episode", seed=2, max_episodes=6)
+    dm.setup("fit")
+    batch = dm.sample()
+    assert batch["episode"].dtype == torch.int64 and batch["episode"].shape == (32,)
+    assert 0 <= int(batch["episode"].min()) and int(batch["episode"].max()) < 6
+    L = batch["mask"].shape[1]
+    for row, e in enumerate(batch["episode"].tolist()):
+        n = int(arrays["filled"][e].sum())
+        assert int(batch["mask"][row].sum()) == n
+        assert np.array_equal(arrays["obs"][e, : L + 1], batch["obs"][row].numpy()), (row, e)
+        assert np.array_equal(arrays["actions"][e, :L], batch["actions"][row].numpy()), (row, e)
+    # transition windows carry no episode key (their rows are steps, not episodes)
+    assert "episode" not in OfflineDataModule(str(path), batch_size=4, sampling="transition").sample()
+
+
 def test_transition_batches_are_windows_of_valid_steps(dataset):
     path, arrays = dataset
     dm = OfflineDataModule(str(path), batch_size=64, sampling="transition", seed=0)

@@ -228,7 +228,9 @@ class OfflineDataModule(L.LightningDataModule):
         if self.sampling == "episode":
             idx = torch.randint(self.n_episodes, (b,), generator=self.generator).to(self.lengths.device)
             length = int(self.lengths[idx].max())
-            return self._cut(idx, None, length)
+            batch = self._cut(idx, None, length)
+            batch["episode"] = idx  # dataset index of each episode: lets a frozen model cache per-episode values
+            return batch
         k = torch.randint(self.n_transitions, (b,), generator=self.generator).to(self._valid_e.device)
         return self._cut(self._valid_e[k], self._valid_t[k], 1)
 
