@@ -28,34 +28,12 @@ sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402
 
-# Continuous shapes: mabcq.md Table 6 (agents see the state: obs = state size) and MPE spread.
-SHAPES = {
-    "halfcheetah_2x3": {"n_agents": 2, "obs_dim": 17, "state_dim": 17, "n_actions": 3, "episode_limit": 100},
-    "ant_4x2": {"n_agents": 4, "obs_dim": 27, "state_dim": 27, "n_actions": 2, "episode_limit": 100},
-    "mpe_spread": {"n_agents": 3, "obs_dim": 18, "state_dim": 54, "n_actions": 2, "episode_limit": 25},
-}
+SHAPES = common.CONTINUOUS_SHAPES
 LEARNERS = ("mabcq", "bcq_c")
 
 
 def data_module(shape: str, batch: int, episodes: int = 100):
-    import torch  # noqa: F401  (import order: torch before h5py-backed modules)
-
-    from lit_omarl.data.datamodule import OfflineDataModule
-    from lit_omarl.data.schema import example_arrays, write_dataset
-    from lit_omarl.spec import EnvSpec
-
-    spec = EnvSpec(env_id=f"bench/{shape}", action_type="continuous", **SHAPES[shape])
-    path = common.BENCH_DIR / f"{shape}_continuous_{episodes}ep.h5"
-    if not path.exists():
-        common.BENCH_DIR.mkdir(parents=True, exist_ok=True)
-        arrays = example_arrays(spec, episodes, seed=0, lengths=[spec.episode_limit] * episodes)
-        try:
-            write_dataset(path, arrays, {"spec": spec, "quality": "random", "generator": "benchmarks"})
-        except FileExistsError:
-            pass
-    dm = OfflineDataModule(path=str(path), batch_size=batch, sampling="transition", seed=0)
-    dm.setup("fit")
-    return spec, dm
+    return common.spec_of(shape), common.make_datamodule(shape, batch, episodes=episodes)
 
 
 def main(argv: list[str] | None = None) -> None:

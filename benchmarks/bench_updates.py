@@ -1,10 +1,14 @@
-"""Gradient updates per second of every registered algorithm on SMAC- and SMAX-shaped batches.
+"""Gradient updates per second of every registered algorithm on batches shaped like the papers'.
 
 For each algorithm of ``lit_omarl.algos.ALGORITHMS`` (new ones are measured
-automatically) and each batch shape of ``common.SHAPES`` (SMAC 2s3z: 5 agents,
-obs 80, state 120, 11 actions, 120 steps; SMAX 2s3z: obs 127, state 120, 10
-actions, 100 steps), a fresh process trains on full-length episode batches
-of ``--batch`` episodes sampled from a resident dataset in /tmp, and reports:
+automatically) and each batch shape (``--shapes``; default ``common.SHAPES``:
+SMAC 2s3z: 5 agents, obs 80, state 120, 11 actions, 120 steps; SMAX 2s3z: obs
+127, state 120, 10 actions, 100 steps; also ``bridge`` (a small discrete task)
+and the continuous ``halfcheetah_2x3``, ``ant_4x2``, ``mpe_spread`` of
+``common.CONTINUOUS_SHAPES``), a fresh process trains on batches sampled from a
+resident dataset of full-length random episodes in /tmp (episode batches for
+discrete shapes, transition batches for continuous ones; ``--batch`` or the
+shape's ``common.DEFAULT_BATCH``) and reports:
 
 * updates/s inside the Lightning Trainer and in a bare PyTorch loop running
   the module's own ``training_step`` (blocks interleaved in one process;
@@ -14,7 +18,8 @@ of ``--batch`` episodes sampled from a resident dataset in /tmp, and reports:
   target update;
 * peak resident memory of the process.
 
-Updates per timed block follow ``--budget`` (2 to 30); an algorithm whose
+Every timed block starts with ``common.WARMUP_UPDATES`` untimed updates (a fit
+start empties per-fit caches). Updates per timed block follow ``--budget`` (2 to 30); an algorithm whose
 warm-up update takes more than 4x the budget gets one round of one timed
 update per loop (its Trainer overhead is negligible at that cost).
 
@@ -51,8 +56,8 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, epi
     load_start = [round(x, 2) for x in os.getloadavg()]
     spec = common.spec_of(shape)
     cls = ALGORITHMS[name]
-    if not cls.supports_discrete:
-        return {"skipped": "does not support discrete actions"}
+    if not (cls.supports_continuous if shape in common.CONTINUOUS_SHAPES else cls.supports_discrete):
+        return {"skipped": f"does not support {spec.action_type} actions"}
     dm = common.make_datamodule(shape, batch, episode_index=episode_index)
     rss_data = common.current_rss_mb()
     model = common.make_model(name, spec)
@@ -114,8 +119,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algorithms", nargs="*", default=None, help="default: every registered algorithm")
-    parser.add_argument("--shapes", nargs="*", default=list(common.SHAPES))
-    parser.add_argument("--batch", type=int, default=128, help="episodes per batch")
+    parser.add_argument("--shapes", nargs="*", default=list(common.SHAPES), choices=sorted(common.ALL_SHAPES),
+                        help="SMAC/SMAX-like (episode batches) and continuous (transition batches) shapes")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="episodes (discrete shapes) or transitions (continuous) per batch; default per shape: "
+                        + ", ".join(f"{k} {v}" for k, v in common.DEFAULT_BATCH.items()))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=5.0, help="seconds per timed block (sets updates per block)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved Trainer/bare block pairs")
@@ -151,8 +159,9 @@ def main() -> None:
     info["omp_wait_policy"] = args.omp_wait_policy
     for shape in args.shapes:
         common.dataset_file(shape, 256)
+        batch = args.batch or common.DEFAULT_BATCH[shape]
         for name in names:
-            cmd = [sys.executable, __file__, "--child", name, shape, "--batch", str(args.batch),
+            cmd = [sys.executable, __file__, "--child", name, shape, "--batch", str(batch),
                    "--threads", str(args.threads), "--budget", str(args.budget), "--rounds", str(args.rounds)]
             cmd += [] if args.episode_index else ["--no-episode-index"]
             try:
@@ -168,9 +177,10 @@ def main() -> None:
         "benchmark": "updates",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "batch_episodes": args.batch,
+        "batch_per_shape": {s: args.batch or common.DEFAULT_BATCH[s] for s in args.shapes},
         "episode_index": args.episode_index,
         "label": args.label,
-        "shapes": {s: common.SHAPES[s] for s in args.shapes},
+        "shapes": {s: common.ALL_SHAPES[s] for s in args.shapes},
         "machine": info,
         "elapsed_s": round(time.time() - started, 1),
         "results": results,

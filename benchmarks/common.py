@@ -30,6 +30,16 @@ SHAPES: dict[str, dict[str, int]] = {
     # SMAX 2s3z (jaxmarl), REFERENCE.md: obs 127, state 120, 10 actions, episodes capped at 100 steps
     "smax_2s3z": {"n_agents": 5, "obs_dim": 127, "state_dim": 120, "n_actions": 10, "episode_limit": 100},
 }
+# Continuous shapes (transition batches): mabcq.md Table 6's HalfCheetah 2x3 / Ant 4x2 (agents see the
+# state: obs = state size) and MPE cooperative navigation (simple_spread, 3 agents).
+CONTINUOUS_SHAPES: dict[str, dict[str, int]] = {
+    "halfcheetah_2x3": {"n_agents": 2, "obs_dim": 17, "state_dim": 17, "n_actions": 3, "episode_limit": 100},
+    "ant_4x2": {"n_agents": 4, "obs_dim": 27, "state_dim": 27, "n_actions": 2, "episode_limit": 100},
+    "mpe_spread": {"n_agents": 3, "obs_dim": 18, "state_dim": 54, "n_actions": 2, "episode_limit": 25},
+}
+# Batch of each shape in the issue's and papers' setting: episodes (discrete) or transitions (continuous).
+DEFAULT_BATCH = {"smac_2s3z": 128, "smax_2s3z": 128, "smax_6h_vs_8z": 128, "bridge": 32,
+                 "halfcheetah_2x3": 256, "ant_4x2": 256, "mpe_spread": 1024}
 # Only for the memory estimate of bench_data.py (cfcql.md App. D.5 trains on 50,000 episodes of 6h_vs_8z).
 EXTRA_SHAPES: dict[str, dict[str, int]] = {
     "smax_6h_vs_8z": {"n_agents": 6, "obs_dim": 179, "state_dim": 168, "n_actions": 13, "episode_limit": 100},
@@ -54,8 +64,12 @@ def child_env(omp_wait_policy: str = "default") -> dict[str, str]:
     return env
 
 
+ALL_SHAPES = {**SHAPES, **EXTRA_SHAPES, **CONTINUOUS_SHAPES}
+
+
 def spec_of(shape: str) -> EnvSpec:
-    return EnvSpec(env_id=f"bench/{shape}", **{**SHAPES, **EXTRA_SHAPES}[shape])
+    kind = "continuous" if shape in CONTINUOUS_SHAPES else "discrete"
+    return EnvSpec(env_id=f"bench/{shape}", action_type=kind, **ALL_SHAPES[shape])
 
 
 def machine_info() -> dict[str, Any]:
@@ -121,12 +135,15 @@ def dataset_file(shape: str, episodes: int, seed: int = 0, directory: Path = BEN
     return path
 
 
-def make_datamodule(shape: str, batch_size: int, episodes: int = 256, sampling: str = "episode",
+def make_datamodule(shape: str, batch_size: int, episodes: int = 256, sampling: str | None = None,
                     episode_index: bool = True, path: str | None = None, max_episodes: int | None = None):
     """The benchmark's OfflineDataModule over the synthetic file of ``shape`` (or over ``path``, a real
-    dataset, its first ``max_episodes``). ``episode_index=False`` drops the ``episode`` batch key (as in
+    dataset, its first ``max_episodes``). ``sampling``: episodes for discrete shapes, transitions for
+    continuous ones unless given. ``episode_index=False`` drops the ``episode`` batch key (as in
     batches built by hand), so CFCQL recomputes the behaviour probabilities every update."""
     from lit_omarl.data.datamodule import OfflineDataModule
+
+    sampling = sampling or ("transition" if shape in CONTINUOUS_SHAPES else "episode")
 
     cls = OfflineDataModule if episode_index else _without_episode_key(OfflineDataModule)
     path = path or str(dataset_file(shape, episodes))

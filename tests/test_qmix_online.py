@@ -143,3 +143,20 @@ def test_tiny_smax_run_writes_checkpoints_that_load_and_act(tmp_path):
         policy_behaviour(f"policy:{path}", SPEC)
     with pytest.raises(BehaviourError, match="cannot load"):
         policy_behaviour(f"policy:{tmp_path / 'missing.pt'}", SPEC)
+
+    # a run folder is never reused; a continuation starts from a checkpoint's weights and counters
+    from dataclasses import replace
+
+    with pytest.raises(FileExistsError, match="already holds a qmix_online run"):
+        train_qmix(cfg, run)
+    start = json.loads((run / "final.json").read_text())
+    more = replace(cfg, env_steps=start["env_steps"] + 150, init_from=str(run / "final.pt"),
+                   milestones=(), replay_milestones=())
+    cont = train_qmix(more, tmp_path / "cont")
+    first = json.loads((tmp_path / "cont" / "curve.jsonl").read_text().splitlines()[0])
+    assert first["env_steps"] == start["env_steps"] and first["episodes"] == start["episodes"]
+    assert first["win_rate"] == start["win_rate"]  # the same weights, the same seeded test episodes
+    assert cont["env_steps"] >= start["env_steps"] + 150 and cont["updates"] > start["updates"]
+    assert cont["init_from"] == str(run / "final.pt")
+    with pytest.raises(ValueError, match="network sizes differ"):
+        train_qmix(replace(more, agent_hidden_dim=32), tmp_path / "bad")

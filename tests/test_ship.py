@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_omarl.behaviour.ship import Candidate, ShipError, choose_metric, medium_target, pick_expert, pick_medium, read_candidates
+from lit_omarl.behaviour.ship import (Candidate, ShipError, choose_metric, medium_target, pick_expert, pick_medium,
+                                      read_candidates, read_chain)
 
 
 def _cand(steps: int, win: float, ret: float) -> Candidate:
@@ -55,6 +56,29 @@ def test_bad_metadata_names_the_file(tmp_path):
         read_candidates(tmp_path)
     with pytest.raises(ShipError, match="no checkpoints"):
         read_candidates(tmp_path / "missing")
+
+
+def _fake_run(folder: Path, steps: list[int], win: dict[int, float], init_from: str = "") -> None:
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"env_id": "smax/2s3z", "init_from": init_from}))
+    for n in steps:
+        (folder / f"step_{n}.pt").write_bytes(b"x")
+        (folder / f"step_{n}.json").write_text(json.dumps({"env_steps": n, "win_rate": win[n], "return": win[n]}))
+    (folder / "curve.jsonl").write_text("".join(json.dumps({"env_steps": n, "win_rate": win[n]}) + "\n" for n in steps))
+
+
+def test_a_continued_run_is_read_with_its_ancestor_up_to_the_continuation_point(tmp_path):
+    win = {0: 0.0, 100: 0.1, 200: 0.2, 300: 0.9, 400: 0.5, 500: 0.6}
+    _fake_run(tmp_path / "a", [0, 100, 200, 300], win)  # step 300 comes after the point the child went on from
+    _fake_run(tmp_path / "b", [200, 400, 500], win, init_from=str(tmp_path / "a" / "step_200.pt"))
+    candidates, curve = read_chain(tmp_path / "b")
+    assert [c.env_steps for c in candidates] == [0, 100, 200, 400, 500]
+    assert [c.path.parent.name for c in candidates] == ["a", "a", "b", "b", "b"]  # the continuation point: b's test
+    assert [p["env_steps"] for p in curve] == [0, 100, 200, 400, 500]
+    assert pick_expert(candidates, "win_rate").env_steps == 500  # not a's 0.9 at step 300
+    (tmp_path / "a" / "step_200.pt").unlink()
+    with pytest.raises(ShipError, match="does not exist"):
+        read_chain(tmp_path / "b")
 
 
 def test_a_tiny_run_ships_loadable_policies_and_refuses_another_run(tmp_path, monkeypatch):

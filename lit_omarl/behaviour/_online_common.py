@@ -60,6 +60,12 @@ class EvalSchedule:
         self.next_eval = 0
         self.next_ckpt = checkpoint_every if checkpoint_every > 0 else math.inf
 
+    def start_at(self, steps: int) -> None:
+        """A run continued at ``steps``: test there first, then keep the checkpoint grid."""
+        self.next_eval = steps
+        if self.checkpoint_every > 0:
+            self.next_ckpt = (steps // self.checkpoint_every + 1) * self.checkpoint_every
+
     def tick(self, steps: int, test: Callable[[], dict[str, Any]],
              checkpoint: Callable[[dict[str, Any]], Any]) -> dict[str, Any] | None:
         """Run what is due at ``steps``: ``test()`` (its meta is returned) then ``checkpoint(meta)``; None if nothing."""

@@ -38,6 +38,11 @@ Deviations from pymarl's ``qmix.yaml`` (each switchable):
   updates follow each batch.
 * The test win rate is measured on ``eval_episodes`` greedy episodes with
   fixed seeds every ``eval_every`` env steps (pymarl: 32 every 10k).
+* ``--init-from CKPT`` continues an earlier run in a new folder (its
+  ``config.json`` records the checkpoint; ``lit_omarl.behaviour.ship`` follows
+  the chain): the weights and counters continue, the replay buffer, Adam's
+  moments and the RNG streams start afresh, so a continued run is not the
+  run an uninterrupted one would have been.
 
 Command::
 
@@ -107,6 +112,9 @@ class QMIXOnlineConfig(OnlineConfigBase):
             once every replay milestone up to it has been dumped (<= 0: never; e.g. the same
             value as ``replay_milestones`` ends a ``medium_replay`` run as soon as its dump exists).
         threads: torch intra-op threads.
+        init_from: continue from this checkpoint of an earlier run (its agent and mixer, its env-step,
+            episode and update counts, hence the epsilon schedule and the curve's x axis); the replay
+            buffer and the optimizer state start empty. "" = a fresh run.
     """
 
     env_id: str = "smax/2s3z"  # (env_options, env_steps, max_minutes, seed: OnlineConfigBase)
@@ -134,6 +142,7 @@ class QMIXOnlineConfig(OnlineConfigBase):
     replay_milestones: tuple[float, ...] = (0.3, 0.5)
     stop_at_win_rate: float = 0.0
     threads: int = 1
+    init_from: str = ""
 
     def epsilon(self, env_steps: int) -> float:
         frac = min(1.0, env_steps / max(1, self.epsilon_anneal_steps))
@@ -356,6 +365,30 @@ def _test(policy: QMIXPolicy, env: Any, episodes: int, seed: int) -> dict[str, f
     return {"win_rate": float(won.mean()), "return": float(ret.mean()), "episode_length": float(length.mean())}
 
 
+def _continue_from(learner: QMIXLearner, path: Path) -> tuple[int, int, int, float]:
+    """Load a checkpoint's agent and mixer into ``learner`` (targets copied); its env steps, episodes,
+    updates and minutes. Errors name the file and what does not match the run's config."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"--init-from {path}: cannot read the checkpoint ({err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"--init-from {path}: not a qmix_online checkpoint")
+    want, have = learner.policy.spec.to_dict(), ckpt["spec"]
+    if have.get("env_id") != want.get("env_id") or have != want:
+        raise ValueError(f"--init-from {path}: trained on {have.get('env_id')!r} with another spec than this run's "
+                         f"{want.get('env_id')!r}")
+    sizes = ("agent_hidden_dim", "mixer_embed_dim", "hypernet_embed_dim")
+    diff = {k: (ckpt["config"].get(k), getattr(learner.config, k)) for k in sizes
+            if ckpt["config"].get(k) != getattr(learner.config, k)}
+    if diff:
+        raise ValueError(f"--init-from {path}: network sizes differ (checkpoint, this run): {diff}")
+    learner.policy.agent.load_state_dict(ckpt["agent"])
+    learner.mixer.load_state_dict(ckpt["mixer"])
+    learner.update_targets()
+    return int(ckpt["env_steps"]), int(ckpt["episodes"]), int(ckpt["updates"]), float(ckpt.get("minutes", 0.0))
+
+
 # ------------------------------------------------------------------ training
 def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10, verbose: bool = False) -> dict[str, Any]:
     """Train QMIX online (module docstring); returns a summary (also written to ``out/summary.json``).
@@ -368,6 +401,9 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     from lit_omarl.envs import make
 
     out = Path(out)
+    if (out / "config.json").exists():
+        raise FileExistsError(f"{out}: already holds a qmix_online run; choose a new --out "
+                              "(to go on from one of its checkpoints: --init-from CKPT)")
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, int(config.threads)))
     gen, env_seed, test_seed = seeded(config.seed)
@@ -382,6 +418,11 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
 
     steps = episodes = updates = last_target = 0
     schedule = EvalSchedule(config.eval_every, config.checkpoint_every)
+    minutes_before = 0.0
+    if config.init_from:
+        steps, episodes, updates, minutes_before = _continue_from(learner, Path(config.init_from))
+        last_target = episodes
+        schedule.start_at(steps)
     reached: set[float] = set()
     dumped: set[float] = set()
     update_credit, rollouts = 0.0, 0
@@ -395,7 +436,7 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
         nonlocal best
         result = _test(learner.policy, test_env, config.eval_episodes, test_seed)
         point = {"env_steps": steps, "episodes": episodes, "updates": updates,
-                 "minutes": (time.perf_counter() - start) / 60, **result}
+                 "minutes": minutes_before + (time.perf_counter() - start) / 60, **result}
         best = max(best, result["win_rate"])
         record_test(curve, out / "curve.jsonl", point, verbose)
         for name in ("win_rate", "return", "episode_length"):
@@ -467,7 +508,7 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     save_checkpoint(out / "final.pt", learner, {**meta, "kind": "final"})
     writer.close()
     summary = {"env_id": spec.env_id, "env_steps": steps, "episodes": episodes, "updates": updates,
-               "minutes": (time.perf_counter() - start) / 60, "final_win_rate": curve[-1]["win_rate"],
+               "minutes": minutes_before + (time.perf_counter() - start) / 60, "init_from": config.init_from, "final_win_rate": curve[-1]["win_rate"],
                "best_win_rate": best, "milestones_reached": sorted(reached),
                "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(dumped)],
                "stopped_at_win_rate": stopped_early, "curve": curve}
@@ -503,6 +544,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="stop after the first test reaching this greedy win rate (once the replay milestones up to it "
                         "are dumped); <= 0: run to --env-steps / --max-minutes")
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--init-from", default=d.init_from,
+                   help="continue from this checkpoint of an earlier run (weights and counters; fresh replay buffer)")
     a = p.parse_args(argv)
     config = QMIXOnlineConfig(
         env_id=a.env or f"smax/{a.map}", env_steps=a.env_steps, max_minutes=a.max_minutes, seed=a.seed,
@@ -511,7 +554,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         target_update_episodes=a.target_update_episodes, epsilon_anneal_steps=a.epsilon_anneal_steps,
         eval_every=a.eval_every, eval_episodes=a.eval_episodes, checkpoint_every=a.checkpoint_every,
         milestones=a.milestones, replay_milestones=a.replay_milestones, stop_at_win_rate=a.stop_at_win_rate,
-        threads=a.threads)
+        threads=a.threads, init_from=str(Path(a.init_from).resolve()) if a.init_from else "")
     return run_and_print(train_qmix, config, a.out)
 
 

@@ -6,7 +6,9 @@ What it does (the same steps for every map, so shipping is reproducible):
 
 1. Reads every checkpoint of the run (``final.pt``, ``winrate_*.pt``,
    ``step_*.pt`` with their ``.json`` metadata: the 32-episode greedy test
-   at save time) and ``curve.jsonl``.
+   at save time) and ``curve.jsonl``. A run continued from another one
+   (``qmix_online --init-from``) is read with its ancestors: their
+   checkpoints and tests up to the point where it went on, then its own.
 2. **Metric.** Win rate, unless the best test win rate of the run is below
    ``--min-win-rate`` (default 0.2): then return (a map QMIX does not learn
    to win here still gets medium / expert policies ordered by return).
@@ -75,6 +77,49 @@ def read_candidates(run: Path) -> list[Candidate]:
     for cand in sorted(out, key=lambda c: (c.path.name != "final.pt", c.path.name)):
         by_steps.setdefault(cand.env_steps, cand)
     return [by_steps[k] for k in sorted(by_steps)]
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ShipError(f"{run / 'config.json'}: cannot read the run's config ({err})") from None
+
+
+def run_chain(run: Path, limit: int = 20) -> list[Path]:
+    """``run`` and the runs it continues (``init_from``), oldest first."""
+    chain = [Path(run)]
+    while (parent := read_config(chain[0]).get("init_from")):
+        parent_run = Path(parent).parent
+        if len(chain) >= limit or parent_run in chain:
+            raise ShipError(f"{chain[0]}: init_from chain loops or is longer than {limit} runs")
+        if not Path(parent).is_file():
+            raise ShipError(f"{chain[0] / 'config.json'}: init_from {parent} does not exist")
+        chain.insert(0, parent_run)
+    return chain
+
+
+def read_chain(run: Path) -> tuple[list[Candidate], list[dict[str, Any]]]:
+    """Checkpoints and test curve of ``run`` and its ancestors; an ancestor counts up to the env step its
+    child went on from (later checkpoints and tests of the ancestor are not part of this history)."""
+    chain = run_chain(run)
+    candidates: list[Candidate] = []
+    curve: list[dict[str, Any]] = []
+    for k, folder in enumerate(chain):
+        own_c, own_curve = read_candidates(folder), read_curve(folder)
+        if k + 1 < len(chain):
+            init = read_config(chain[k + 1])["init_from"]
+            until = next((c.env_steps for c in own_c if c.path.resolve() == Path(init).resolve()), None)
+            if until is None:
+                until = int(json.loads(Path(init).with_suffix(".json").read_text(encoding="utf-8"))["env_steps"])
+            own_c = [c for c in own_c if c.env_steps <= until]
+            own_curve = [p for p in own_curve if int(p["env_steps"]) < until]  # the child tests at `until` again
+        candidates += own_c
+        curve += own_curve
+    by_steps: dict[int, Candidate] = {}
+    for cand in candidates:  # the continuation point appears in both runs: keep the later run's copy
+        by_steps[cand.env_steps] = cand
+    return [by_steps[k] for k in sorted(by_steps)], curve
 
 
 def read_curve(run: Path) -> list[dict[str, Any]]:
@@ -179,12 +224,11 @@ def ship(run: Path, map_name: str, *, dest: Path = ASSETS, png: Path | None = No
     run = Path(run)
     if not 0.0 < fraction < 1.0:
         raise ShipError(f"--fraction must be in (0, 1), got {fraction}")
-    candidates = read_candidates(run)
-    curve = read_curve(run)
-    try:
-        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ShipError(f"{run / 'config.json'}: cannot read the run's config ({err})") from None
+    candidates, curve = read_chain(run)
+    config = read_config(run)
+    for folder in run_chain(run)[:-1]:
+        if read_config(folder).get("env_id") != config.get("env_id"):
+            raise ShipError(f"{run}: continues {folder}, which trained {read_config(folder).get('env_id')!r}")
     env_id = str(config.get("env_id", f"smax/{map_name}"))
     if env_id != f"smax/{map_name}":
         raise ShipError(f"{run}: the run trained {env_id!r}, not smax/{map_name}")
