@@ -103,3 +103,42 @@ def _check_icq_fig1(results):
 
 EXTRA_CHECKS["icq_fig1.py"] = _check_icq_fig1
 PARTIAL_SMOKE.add("icq_fig1.py")  # its smoke profile runs n = 4 only (Profile.cells)
+
+
+def _check_inspo_table7(results):
+    """InSPO Table 7: measured times of the two smoke runs (30 timed updates each), machine facts, the views."""
+    rows = _csv_rows(results / "inspo_table7_smoke.csv")
+    assert {(r["task"], r["dataset"], r["algorithm"]) for r in rows} == {("2s3z", "expert", "CFCQL"), ("2s3z", "expert", "InSPO")}
+    for r in rows:
+        assert float(r["updates_timed"]) == 30
+        assert float(r["wall_s_per_1000_updates"]) > 0 and float(r["cpu_s_per_1000_updates"]) > 0
+        assert float(r["loop_wall_s_per_1000_updates"]) >= float(r["wall_s_per_1000_updates"])
+        assert float(r["cpu_count"]) >= 1 and float(r["torch_threads"]) >= 1
+    for view in ("cpu", "loop", "load"):
+        assert "| Task | Dataset |" in (results / f"inspo_table7_{view}_smoke.md").read_text()
+    assert "os.cpu_count() =" in (results / "inspo_table7_smoke.md").read_text()
+
+
+EXTRA_CHECKS.update({
+    "inspo_table5.py": _smax_smoke_cells("inspo_table5", {("6h_vs_8z", "expert", "alpha=1"), ("6h_vs_8z", "medium", "auto KL=0.18")}),
+    "inspo_table6.py": _smax_smoke_cells("inspo_table6", {("5m_vs_6m", "expert", "fixed"), ("6h_vs_8z", "medium", "semi-greedy")}),
+    "inspo_table7.py": _check_inspo_table7,
+})
+PARTIAL_SMOKE.update({"inspo_table5.py", "inspo_table6.py", "inspo_table7.py"})
+
+
+def _check_icq_fig4(results):
+    """ICQ Fig. 4 on SMAX: every column on 2s3z, periodic test curves in the CSV (last point = final test),
+    the return view and the PNG."""
+    rows = _csv_rows(results / "icq_fig4_smoke.csv")
+    assert {(r["task"], r["dataset"], r["algorithm"]) for r in rows} == {
+        ("2s3z", "icq_mix", a) for a in ("ICQ-MA", "BC-MA", "QMIX", "BCQ-MA", "CQL-MA")}
+    for r in rows:  # 20 updates, tests every 10
+        assert 0.0 <= float(r["win_rate"]) <= 1.0 and r["win_rate_step_10"] != ""
+        assert float(r["win_rate_step_20"]) == float(r["win_rate"])
+        assert float(r["return_step_20"]) == float(r["episode_return"])
+    assert "| Task | Dataset |" in (results / "icq_fig4_return_smoke.md").read_text()
+    assert (results / "icq_fig4_smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+EXTRA_CHECKS["icq_fig4.py"] = _check_icq_fig4

@@ -13,11 +13,12 @@ Budget keys of SMAX profiles, besides :data:`lit_omarl.repro.train.BUDGET_KEYS`:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from lit_omarl.repro.table import Profile
+from lit_omarl.repro.table import Profile, TableSpec
 from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
 
 PAPER_SEEDS = (0, 1, 2, 3, 4)
@@ -36,6 +37,42 @@ def shipped_maps() -> tuple[str, ...]:
 
     return tuple(sorted(d.name[len("smax_"):] for d in ASSETS.glob("smax_*")
                         if (d / "medium.pt").is_file() and (d / "expert.pt").is_file()))
+
+
+#: Marker ``lit_omarl.behaviour.ship`` writes into the README of behaviour policies that never became expert-level.
+NOT_EXPERT_MARKER = "**Not expert-level:**"
+
+
+def not_expert_maps(maps: Sequence[str]) -> dict[str, str]:
+    """Maps of ``maps`` whose shipped 'expert' policy is flagged not expert-level in its README,
+    each with a short note (the re-evaluated win rate of the 'expert' policy when recorded)."""
+    from lit_omarl.behaviour import ASSETS
+
+    flagged: dict[str, str] = {}
+    for map_name in maps:
+        folder = ASSETS / f"smax_{map_name}"
+        readme = folder / "README.md"
+        if not readme.is_file() or NOT_EXPERT_MARKER not in readme.read_text():
+            continue
+        note = "flagged not expert-level in its README"
+        try:
+            info = json.loads((folder / "expert.json").read_text())
+            note += (f"; its 'expert' policy wins {float(info['reeval_win_rate']):.2f} of "
+                     f"{int(info['reeval_episodes'])} re-evaluation episodes")
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+        flagged[map_name] = note
+    return flagged
+
+
+def not_expert_deviation(maps: Sequence[str]) -> tuple[str, ...]:
+    """A deviation line naming the maps of ``maps`` without expert-level behaviour policies (empty if none)."""
+    flagged = not_expert_maps(maps)
+    if not flagged:
+        return ()
+    return ("Behaviour policies not expert-level: " + "; ".join(f"{m} ({note})" for m, note in flagged.items())
+            + ". Every dataset of such a map comes from that weak QMIX run ('expert' is only its best checkpoint), "
+              "far weaker than the paper's data, so its rows do not test the paper's setting.",)
 
 
 def replay_dump(map_name: str) -> Path | None:
@@ -88,8 +125,9 @@ def prepare_smax(runs: Sequence[Any], runs_dir: Path) -> None:
             smax_recipe(map_name, episodes=episodes, seed=seed, replay=replay, qualities=sorted(qualities))
 
 
-def run_smax_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
-    """``run_fn`` of the SMAX tables: the algorithm's SMAX config on the cell's recipe file."""
+def run_smax_cell(run, workdir: Path, *, extra_overrides: dict[str, Any] | None = None) -> dict[str, float]:  # noqa: ANN001
+    """``run_fn`` of the SMAX tables: the algorithm's SMAX config on the cell's recipe file
+    (``run`` is a lit_omarl.repro.RunSpec; ``extra_overrides`` are further CLI keys, e.g. trainer callbacks)."""
     budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
     path = recipe_file(run.task, recipe_quality(run), dict(run.budget))
     if not path.is_file():
@@ -97,7 +135,129 @@ def run_smax_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a l
     config = smax_config(run)
     overrides = cell_overrides(run, config, budget)
     overrides.update({"data.path": str(path), "data.env": None, "data.behaviour": None})
+    overrides.update(extra_overrides or {})
     return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
+
+
+#: File of :class:`UpdateTimer` in a run's workdir.
+TIMING_FILE = "update_timing.json"
+
+
+def _machine_facts() -> dict[str, float]:
+    """CPU count, CPUs this process may use, torch threads and the 1-minute load average, as numbers."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 0
+    return {"cpu_count": float(os.cpu_count() or 0), "cpus_usable": float(usable),
+            "torch_threads": float(torch.get_num_threads()), "load_avg_1min": float(os.getloadavg()[0])}
+
+
+def _update_timer_class() -> type:
+    """Build :class:`UpdateTimer` (here, so that importing this module does not import Lightning)."""
+    import time
+
+    import lightning as L
+
+    from lit_omarl.utils.atomic import atomic_write_text
+
+    class UpdateTimer(L.Callback):
+        """Wall-clock and process CPU time of the gradient updates of a run, written to ``path`` (JSON).
+
+        An update is timed from ``on_train_batch_start`` to the ``on_train_batch_end`` of this
+        callback (the whole ``training_step``: forward, backward and every optimiser step; trainer
+        callbacks run before the module's, so the evaluation callback is outside). The first
+        ``warmup`` updates of the process are not counted. The loop figures time everything from the
+        first counted update's start to the end of training (also batch sampling, logging and
+        checkpoints). ``behaviour_pretrain_s`` is the time from ``on_train_start`` to the first
+        update (the behaviour pre-training of the module's ``on_train_start``; ~0 when resumed).
+        A resumed run times only the updates of its last attempt.
+        """
+
+        def __init__(self, path: str, warmup: int = 10) -> None:
+            self.path, self.warmup = Path(path), int(warmup)
+            self.seen = 0
+            self.n = 0
+            self.wall = self.cpu = 0.0
+            self._t: tuple[float, float] | None = None
+            self._loop: tuple[float, float] | None = None
+            self._train_start: float | None = None
+            self.pretrain_s = 0.0
+            self.facts_start: dict[str, float] = {}
+
+        def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+            self._train_start = time.perf_counter()
+            self.facts_start = _machine_facts()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+            now = (time.perf_counter(), time.process_time())
+            if self.seen == 0 and self._train_start is not None:
+                self.pretrain_s = now[0] - self._train_start
+            self.seen += 1
+            if self.seen > self.warmup:
+                self._t = now
+                if self._loop is None:
+                    self._loop = now
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+            if self._t is None:
+                return
+            self.wall += time.perf_counter() - self._t[0]
+            self.cpu += time.process_time() - self._t[1]
+            self.n += 1
+            self._t = None
+
+        def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            if self.n == 0 or self._loop is None:
+                return
+            loop_wall = time.perf_counter() - self._loop[0]
+            loop_cpu = time.process_time() - self._loop[1]
+            end = _machine_facts()
+            k = 1000.0 / self.n
+            payload = {
+                "updates_timed": self.n,
+                "wall_s_per_1000_updates": self.wall * k,
+                "cpu_s_per_1000_updates": self.cpu * k,
+                "loop_wall_s_per_1000_updates": loop_wall * k,
+                "loop_cpu_s_per_1000_updates": loop_cpu * k,
+                "behaviour_pretrain_s": self.pretrain_s,
+                "cpu_count": end["cpu_count"],
+                "cpus_usable": end["cpus_usable"],
+                "torch_threads": end["torch_threads"],
+                "load_avg_1min_start": self.facts_start.get("load_avg_1min", end["load_avg_1min"]),
+                "load_avg_1min_end": end["load_avg_1min"],
+            }
+            atomic_write_text(self.path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+    UpdateTimer.__module__ = __name__
+    UpdateTimer.__qualname__ = "UpdateTimer"
+    return UpdateTimer
+
+
+def __getattr__(name: str) -> Any:
+    """``UpdateTimer`` (a Lightning callback, built on first access; the CLI imports it by class path)."""
+    if name == "UpdateTimer":
+        cls = _update_timer_class()
+        globals()["UpdateTimer"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def run_smax_cell_timed(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
+    """``run_fn`` of timing tables: :func:`run_smax_cell` with :class:`UpdateTimer` attached; the scores
+    are the final evaluation plus the timer's numbers (see :class:`UpdateTimer`)."""
+    max_steps = int(run.budget.get("max_steps", 0))
+    warmup = min(10, max_steps // 4)
+    timing_path = Path(workdir) / TIMING_FILE
+    callback = {"class_path": "lit_omarl.repro.smax.UpdateTimer",
+                "init_args": {"path": str(timing_path), "warmup": warmup}}
+    scores = run_smax_cell(run, workdir, extra_overrides={"trainer.callbacks": [callback]})
+    if not timing_path.is_file():
+        raise RuntimeError(f"{run.label}: training finished without {timing_path}")
+    timing = json.loads(timing_path.read_text())
+    return {**scores, **{k: float(v) for k, v in timing.items()}}
 
 
 def smax_profiles(smoke_cells: Sequence[str]) -> tuple[Profile, ...]:
@@ -141,11 +301,12 @@ def smax_table(
     hyper_parameters: str = "",
     metric: str = "win_rate",
     extra_deviations: Sequence[str] = (),
-) -> "TableSpec":
+) -> TableSpec:
     """A SMAX table: the rows of ``maps`` with shipped behaviour policies (all with ``all_maps``),
-    the paper's numbers beside ours, and the deviations every SMAX table shares
-    (``extra_deviations`` starting with "Datasets:" replace the CFCQL-recipe one)."""
-    from lit_omarl.repro.table import PaperNumbers, TableSpec
+    the paper's numbers beside ours, and the deviations every SMAX table shares, including the maps whose
+    behaviour policies are not expert-level (``extra_deviations`` starting with "Datasets:" replace the
+    CFCQL-recipe one)."""
+    from lit_omarl.repro.table import PaperNumbers
 
     running = run_maps(maps, all_maps)
     if not running:
@@ -177,6 +338,7 @@ def smax_table(
             "Hyper-parameters: configs/<algo>/smax/2s3z_expert.yaml for every map (GRU agents 64; batch 32 episodes in "
             "the default profile vs the papers' 128)" + (f"; {hyper_parameters}" if hyper_parameters else "") + ".",
             "Budget: see the profile row; far below the papers' training length.",
+            *not_expert_deviation(running),
             *extra_deviations,
         ),
     )
