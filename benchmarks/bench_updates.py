@@ -11,17 +11,20 @@ discrete shapes, transition batches for continuous ones; ``--batch`` or the
 shape's ``common.DEFAULT_BATCH``) and reports:
 
 * updates/s inside the Lightning Trainer and in a bare PyTorch loop running
-  the module's own ``training_step`` (blocks interleaved in one process;
-  medians of per-update wall times), and their ratio (also in CPU time);
+  the module's own ``training_step``, measured in pairs: each Trainer update
+  is followed by one update of an identical copy of the module in the bare
+  loop (``common.paired_steps``), so both see the same machine load; medians
+  of the per-update wall times and their ratio (also in CPU time);
 * the breakdown of a bare update: sampling / forward_and_other /
   regulariser (``conservative_gap``) / backward / optimizer (clip + step) /
   target update;
 * peak resident memory of the process.
 
-Every timed block starts with ``common.WARMUP_UPDATES`` untimed updates (a fit
-start empties per-fit caches). Updates per timed block follow ``--budget`` (2 to 30); an algorithm whose
-warm-up update takes more than 4x the budget gets one round of one timed
-update per loop (its Trainer overhead is negligible at that cost).
+Timing starts after ``common.WARMUP_UPDATES`` untimed updates (a fit start
+empties per-fit caches). Pairs: ``--rounds`` x ``--budget`` seconds' worth (3 to
+60); the breakdown block: ``--budget`` seconds' worth (2 to 30); an algorithm
+whose warm-up update takes more than 4x the budget gets 2 pairs (its Trainer
+overhead is negligible at that cost).
 
 An algorithm that cannot run on a shape (continuous only, needs other batch
 keys, ...) is reported with its error and skipped.
@@ -48,7 +51,8 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 
-def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, episode_index: bool = True) -> dict:
+def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, episode_index: bool = True,
+            updates_per_step: int = 1) -> dict:
     import torch
 
     from lit_omarl.algos import ALGORITHMS
@@ -65,20 +69,14 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, epi
     warm, _ = bare.timed_steps(2)
     bare.detach()
     per_update = max(min(warm), 1e-4)
-    k = int(min(30, max(2, budget_s / per_update)))
+    # Trainer vs bare: pairs of one Trainer update and one update of an identical copy in a bare loop
+    n = int(min(60, max(3, rounds * budget_s / per_update)))
     if per_update > 4 * budget_s:  # a slow algorithm: its Trainer overhead is negligible, measure less
-        rounds, k = 1, 1
-
-    t_wall, t_cpu, b_wall, b_cpu = [], [], [], []
-    for _ in range(rounds):  # interleaved blocks: load changes hit both loops alike
-        w, c = common.trainer_steps(model, dm, k)
-        t_wall += w
-        t_cpu += c
-        bare = common.BareLoop(model, dm)
-        w, c = bare.timed_steps(k, warmup=common.WARMUP_UPDATES)
-        bare.detach()
-        b_wall += w
-        b_cpu += c
+        n = 2
+    n = max(2, n // updates_per_step)  # training steps of updates_per_step updates each
+    pairs = common.paired_steps(model, dm, n, updates_per_step=updates_per_step)
+    t_wall, t_cpu, b_wall, b_cpu = (pairs[k] for k in ("trainer_wall", "trainer_cpu", "bare_wall", "bare_cpu"))
+    k = int(min(30, max(2, budget_s / per_update)))
 
     bare = common.BareLoop(model, dm)
     bare.timed_steps(common.WARMUP_UPDATES)  # before the probes: they count every update they see
@@ -92,8 +90,8 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, epi
     cpu_ms["forward_and_other"] = max(0.0, total_cpu / len(cpu) * 1e3 - sum(cpu_ms.values()))
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     return {
-        "timed_updates_per_block": k,
-        "rounds": rounds,
+        "timed_pairs": n,
+        "timed_updates_breakdown": k,
         "updates_per_s_trainer": round(1.0 / med(t_wall), 4),
         "updates_per_s_bare": round(1.0 / med(b_wall), 4),
         "s_per_update_trainer": common.summary(t_wall),
@@ -109,6 +107,7 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, epi
         "rss_after_data_mb": round(rss_data, 1),
         "threads": torch.get_num_threads(),
         "episode_index": episode_index,
+        "updates_per_step": updates_per_step,
         "load_avg_1_5_15_start": load_start,
         "load_avg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
     }
@@ -126,7 +125,8 @@ def main() -> None:
                         + ", ".join(f"{k} {v}" for k, v in common.DEFAULT_BATCH.items()))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=5.0, help="seconds per timed block (sets updates per block)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved Trainer/bare block pairs")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="Trainer/bare pairs = rounds x budget / update time (3 to 60)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per algorithm and shape")
     parser.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
                         help="OMP_WAIT_POLICY of the measuring processes; passive keeps busy-waiting threads "
@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--label", default="", help="free text stored with the result line (e.g. which code version)")
     parser.add_argument("--no-episode-index", dest="episode_index", action="store_false",
                         help="batches without the datamodule's 'episode' key (CFCQL then recomputes the behaviour probabilities every update)")
+    parser.add_argument("--updates-per-step", type=int, default=1,
+                        help="updates per Lightning training step in the Trainer (data.updates_per_step)")
     parser.add_argument("--child", nargs=2, metavar=("ALGORITHM", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -143,7 +145,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         common.quiet()
         try:
-            out = run_one(*args.child, args.batch, args.budget, args.rounds, args.episode_index)
+            out = run_one(*args.child, args.batch, args.budget, args.rounds, args.episode_index, args.updates_per_step)
         except Exception as err:  # one algorithm failing on a shape must not stop the others
             out = {"skipped": f"{type(err).__name__}: {err}"[:300]}
         common.emit(out)
@@ -162,7 +164,8 @@ def main() -> None:
         batch = args.batch or common.DEFAULT_BATCH[shape]
         for name in names:
             cmd = [sys.executable, __file__, "--child", name, shape, "--batch", str(batch),
-                   "--threads", str(args.threads), "--budget", str(args.budget), "--rounds", str(args.rounds)]
+                   "--threads", str(args.threads), "--budget", str(args.budget), "--rounds", str(args.rounds),
+                   "--updates-per-step", str(args.updates_per_step)]
             cmd += [] if args.episode_index else ["--no-episode-index"]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy), timeout=args.timeout)
@@ -179,6 +182,7 @@ def main() -> None:
         "batch_episodes": args.batch,
         "batch_per_shape": {s: args.batch or common.DEFAULT_BATCH[s] for s in args.shapes},
         "episode_index": args.episode_index,
+        "updates_per_step": args.updates_per_step,
         "label": args.label,
         "shapes": {s: common.ALL_SHAPES[s] for s in args.shapes},
         "machine": info,

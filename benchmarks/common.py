@@ -393,6 +393,53 @@ def trainer_steps(model: Any, dm: Any, n: int, log_dir: Path | None = None,
     return clock.wall[-n:], clock.cpu[-n:]
 
 
+def paired_steps(model: Any, dm: Any, n: int, warmup: int = WARMUP_UPDATES, updates_per_step: int = 1) -> dict[str, list[float]]:
+    """``n`` Lightning training steps, each followed by the same number of updates of an identical copy
+    of the module in a bare loop (same data module), timed pair by pair; per-update seconds.
+
+    A training step holds ``updates_per_step`` updates (``data.updates_per_step``). Trainer step i is
+    timed from the end of the previous pair to the end of its own training batch (the Trainer's
+    per-step work included, the copy's updates excluded); the copy's updates right after it.
+    Adjacent pairs see the same machine load, so on a shared machine their ratio is far steadier
+    than that of separate blocks. Returns wall and CPU seconds per update: trainer_wall,
+    trainer_cpu, bare_wall, bare_cpu (``n`` each, after ``warmup`` untimed pairs).
+    """
+    import copy
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    k = int(updates_per_step)
+    twin = BareLoop(copy.deepcopy(model), dm)
+    out: dict[str, list[float]] = {"trainer_wall": [], "trainer_cpu": [], "bare_wall": [], "bare_cpu": []}
+    state = {"count": 0, "last": None}
+
+    class Pair(L.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            now = (time.perf_counter(), time.process_time())
+            timed = state["count"] >= warmup and state["last"] is not None
+            if timed:
+                out["trainer_wall"].append((now[0] - state["last"][0]) / k)
+                out["trainer_cpu"].append((now[1] - state["last"][1]) / k)
+            w, c = twin.timed_steps(k)
+            if timed:
+                out["bare_wall"].append(sum(w) / k)
+                out["bare_cpu"].append(sum(c) / k)
+            state["count"] += 1
+            state["last"] = (time.perf_counter(), time.process_time())
+
+    saved, dm.updates_per_step = getattr(dm, "updates_per_step", 1), k
+    try:
+        trainer = L.Trainer(max_steps=(n + warmup) * k, logger=CSVLogger(str(BENCH_DIR / "logs"), name="bench"),
+                            log_every_n_steps=50, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu", callbacks=[Pair()])
+        trainer.fit(model, datamodule=dm)
+    finally:
+        dm.updates_per_step = saved
+    twin.detach()
+    return out
+
+
 def summary(seconds: list[float]) -> dict[str, float]:
     return {"median_s": round(median(seconds), 5), "min_s": round(min(seconds), 5), "n": len(seconds)}
 

@@ -82,6 +82,12 @@ class OfflineDataModule(L.LightningDataModule):
         episodes: number of episodes to generate.
         generate_seed: seed of the generation.
         cache_dir: where generated datasets live when ``path`` is None.
+        updates_per_step: batches handed to one Lightning training step (a :class:`BatchGroup`);
+            the module makes one update per batch, so ``trainer.global_step`` still counts
+            updates. Lightning costs ~0.65 ms per training step on a CPU; groups of K spread
+            that over K updates (for small models whose updates take a few ms).
+            ``trainer.max_steps`` is honoured exactly; ``checkpoint.every_n_train_steps``
+            must be a multiple of K.
     """
 
     def __init__(
@@ -97,8 +103,12 @@ class OfflineDataModule(L.LightningDataModule):
         episodes: int = 1000,
         generate_seed: int = 0,
         cache_dir: str | None = None,
+        updates_per_step: int = 1,
     ) -> None:
         super().__init__()
+        if updates_per_step < 1:
+            raise ValueError(f"data.updates_per_step must be >= 1, got {updates_per_step}")
+        self.updates_per_step = int(updates_per_step)
         if sampling not in ("episode", "transition"):
             raise ValueError(f"data.sampling must be 'episode' or 'transition', got {sampling!r}")
         if batch_size < 1:
@@ -266,12 +276,17 @@ class OfflineDataModule(L.LightningDataModule):
             self.generator.set_state(state_dict["generator_state"])
 
 
+class BatchGroup(tuple):
+    """Batches for consecutive updates within one Lightning training step (``data.updates_per_step``)."""
+
+
 class _Batches:
     """An endless iterable of batches (training length is set by trainer.max_steps)."""
 
     def __init__(self, dm: OfflineDataModule) -> None:
         self.dm = dm
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor] | BatchGroup]:
+        k = self.dm.updates_per_step
         while True:
-            yield self.dm.sample()
+            yield self.dm.sample() if k == 1 else BatchGroup(self.dm.sample() for _ in range(k))

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torchmetrics.aggregation import MeanMetric
 
+from lit_omarl.data.datamodule import BatchGroup
 from lit_omarl.eval.rollout import evaluate
 from lit_omarl.utils.atomic import atomic_write_text
 from lit_omarl.spec import EnvSpec
@@ -66,7 +67,12 @@ class EvaluationCallback(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
-        if self.every_n_steps <= 0 or step == 0 or step % self.every_n_steps or step == self._last_eval_step:
+        # due when this training step passed a multiple of every_n_steps (a step may hold several
+        # updates: data.updates_per_step)
+        if self.every_n_steps <= 0 or step == 0 or step == self._last_eval_step:
+            return
+        before = max(step - (len(batch) if isinstance(batch, BatchGroup) else 1), self._last_eval_step)
+        if step // self.every_n_steps <= before // self.every_n_steps:
             return
         self._last_eval_step = step
         metrics = self._run(pl_module, self.episodes, self.seed + 1000 * len(self.history))
