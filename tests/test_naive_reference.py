@@ -203,3 +203,22 @@ def test_emit_appends_a_stamped_line_and_report_tabulates_it(tmp_path, monkeypat
     rows = report.latest_updates([json.loads(x) for x in lines])["s"]
     table = report.updates_table("s", rows)
     assert "| x | 0.500 | 0.500 | 1.00 | 1.00 | 2.00 | 5.00 | 2.50 | 10 / - / - / 990 / - / - | 100 |" in table
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_paired_steps_time_each_trainer_step_beside_an_identical_bare_copy(tmp_path, monkeypatch, k):
+    """benchmarks/common.paired_steps: n timed pairs of k updates each; both the Trainer's module and the
+    bare copy train; the data module's own setting is restored."""
+    import common
+
+    monkeypatch.setattr(common, "BENCH_DIR", tmp_path)
+    spec = common.spec_of("bridge")
+    path = common.dataset_file("bridge", 8, directory=tmp_path)
+    dm = common.make_datamodule("bridge", 4, path=str(path))
+    model = common.make_model("bc", spec, agent_hidden_dim=8)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = common.paired_steps(model, dm, 3, warmup=1, updates_per_step=k)
+    assert {key: len(v) for key, v in out.items()} == {"trainer_wall": 3, "trainer_cpu": 3, "bare_wall": 3, "bare_cpu": 3}
+    assert all(x > 0 for v in out.values() for x in v)
+    assert model.trainer.global_step == 4 * k and dm.updates_per_step == 1
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
