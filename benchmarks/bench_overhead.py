@@ -5,14 +5,16 @@ of ``--batch`` full-length episodes:
 
 * ``trainer``: ``trainer.fit`` of the module (CSV logger every 50 steps, as a
   real run), each update timed from the end of the previous one;
-* ``bare``: the module's own ``training_step`` in a plain loop (no Trainer);
+* ``bare``: the module's own ``training_step`` in a plain loop (no Trainer),
+  on an identical copy of the module, one update right after each Trainer
+  update (``common.paired_steps``);
 * ``naive``: benchmarks/naive_cfcql.py, the same loss computed pymarl-style
   (per-step unrolls, the full mixer once per counterfactual candidate or
   sampled joint action); tests/test_naive_reference.py checks it gives our
   loss and gradients.
 
-Blocks of the three are interleaved (so a change of machine load hits all
-three) and medians of per-update wall and CPU seconds are reported, with the
+Trainer / bare pairs and blocks of naive updates are interleaved (so a change
+of machine load hits all three) and medians of per-update wall and CPU seconds are reported, with the
 ratios ``trainer_over_bare_throughput`` (target >= 0.95) and
 ``naive_over_ours_time`` (target >= 3).
 
@@ -64,14 +66,11 @@ def run_one(name: str, shape: str, batch: int, rounds: int, budget_s: float, com
             del model._logs_this_step
             times["trainer_log_every_step"][0].extend(w)
             times["trainer_log_every_step"][1].extend(c)
-        w, c = common.trainer_steps(model, dm, k)
-        times["trainer"][0].extend(w)
-        times["trainer"][1].extend(c)
-        bare = common.BareLoop(model, dm)
-        w, c = bare.timed_steps(k, warmup=common.WARMUP_UPDATES)
-        bare.detach()
-        times["bare"][0].extend(w)
-        times["bare"][1].extend(c)
+        pairs = common.paired_steps(model, dm, k)  # Trainer update i, then the bare copy's update i
+        times["trainer"][0].extend(pairs["trainer_wall"])
+        times["trainer"][1].extend(pairs["trainer_cpu"])
+        times["bare"][0].extend(pairs["bare_wall"])
+        times["bare"][1].extend(pairs["bare_cpu"])
         for _ in range(k_naive):
             w0, c0 = time.perf_counter(), time.process_time()
             naive.update(dm.sample())

@@ -70,10 +70,10 @@ def run_one(name: str, shape: str, batch: int, budget_s: float, rounds: int, epi
     bare.detach()
     per_update = max(min(warm), 1e-4)
     # Trainer vs bare: pairs of one Trainer update and one update of an identical copy in a bare loop
-    n = int(min(60, max(3, rounds * budget_s / per_update)))
+    # pairs of one training step (updates_per_step updates) each: rounds x budget seconds' worth, 3 to 60
+    n = int(min(60, max(3, rounds * budget_s / (per_update * updates_per_step))))
     if per_update > 4 * budget_s:  # a slow algorithm: its Trainer overhead is negligible, measure less
         n = 2
-    n = max(2, n // updates_per_step)  # training steps of updates_per_step updates each
     pairs = common.paired_steps(model, dm, n, updates_per_step=updates_per_step)
     t_wall, t_cpu, b_wall, b_cpu = (pairs[k] for k in ("trainer_wall", "trainer_cpu", "bare_wall", "bare_cpu"))
     k = int(min(30, max(2, budget_s / per_update)))
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=5.0, help="seconds per timed block (sets updates per block)")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="Trainer/bare pairs = rounds x budget / update time (3 to 60)")
+                        help="Trainer/bare pairs = rounds x budget / time of a training step (3 to 60)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per algorithm and shape")
     parser.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
                         help="OMP_WAIT_POLICY of the measuring processes; passive keeps busy-waiting threads "

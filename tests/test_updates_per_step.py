@@ -1,4 +1,5 @@
-"""data.updates_per_step: K updates per Lightning training step give the same training as K = 1."""
+"""Lightning fast paths: data.updates_per_step (K updates per training step) and the plain backward on one
+device train exactly as Lightning's default path."""
 
 import lightning as L
 import pytest
@@ -67,3 +68,17 @@ def test_checkpoint_period_must_be_a_multiple_of_the_group(dataset, tmp_path):
         OfflineDataModule(dataset, updates_per_step=0)
     batch = next(iter(dm.train_dataloader()))
     assert isinstance(batch, BatchGroup) and len(batch) == 2 and batch[0]["obs"].shape[0] == 8
+
+
+def test_plain_backward_on_one_device_trains_as_lightning_backward(dataset):
+    plain, _ = _fit(dataset, 1, 6, name="cfcql")
+    assert plain._plain_backward  # one CPU device, 32-bit: loss.backward() directly
+    cls = ALGORITHMS["cfcql"]
+    ALGORITHMS["cfcql"] = type("CFCQLLightningBackward", (cls,), {"PLAIN_BACKWARD_ON_ONE_DEVICE": False})
+    try:
+        hooked, _ = _fit(dataset, 1, 6, name="cfcql")
+    finally:
+        ALGORITHMS["cfcql"] = cls
+    assert not hooked._plain_backward
+    for (name, a), (_, b) in zip(plain.state_dict().items(), hooked.state_dict().items()):
+        assert torch.equal(a, b), name
