@@ -81,6 +81,17 @@ def test_card_without_optional_attrs_or_wins():
     assert "win rate" not in card
 
 
+def test_returns_equal_at_the_printed_precision_make_one_histogram_row():
+    arrays = hand_built()
+    arrays["reward"] = np.array([[1, 0, 0], [1, 1e-7, 0], [1, 0, 0], [0.5, 0.5, 0]], dtype=np.float32)
+    arrays["filled"] = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 1, 0]], dtype=np.uint8)
+    arrays["terminated"] = np.zeros_like(arrays["filled"])
+    card = render_card(EpisodeData(arrays, {"spec": SPEC.to_json()}, "x/flat.h5"))
+    dist = card.split("## Return distribution")[1].split("## Actions")[0]
+    rows = [line for line in dist.splitlines() if line.startswith("| [")]
+    assert rows == ["| [1.0000, 1.0000] (spread 1.0e-07) | 4 | 1.000 |"], rows
+
+
 def test_card_skips_joint_actions_when_large():
     spec = EnvSpec("big", n_agents=3, obs_dim=1, state_dim=1, n_actions=30, episode_limit=4)
     data = EpisodeData(example_arrays(spec, 5), {"spec": spec.to_json()}, "big.h5")

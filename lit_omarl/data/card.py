@@ -97,8 +97,9 @@ def _return_distribution(data: EpisodeData) -> list[str]:
     returns = data.returns().astype(np.float64)
     lines = _table([f"p{round(q * 100)}" for q in QUANTILES], [[_num(v) for v in np.quantile(returns, QUANTILES)]])
     lo, hi = float(returns.min()), float(returns.max())
-    if hi == lo:
-        rows = [[f"[{_num(lo)}, {_num(hi)}]", str(len(returns)), _frac(1.0)]]
+    if _num(hi) == _num(lo):  # one value at the printed precision (e.g. float32 sums of a constant return)
+        spread = "" if hi == lo else f" (spread {hi - lo:.1e})"
+        rows = [[f"[{_num(lo)}, {_num(hi)}]{spread}", str(len(returns)), _frac(1.0)]]
     else:
         counts, edges = np.histogram(returns, bins=HISTOGRAM_BINS, range=(lo, hi))
         rows = [[f"[{_num(edges[i])}, {_num(edges[i + 1])}{']' if i == len(counts) - 1 else ')'}", str(int(c)),
