@@ -124,3 +124,9 @@ def test_reference_returns_apply_only_to_their_options():
     assert reference_returns("mpe/simple_tag", make("mpe/simple_tag").spec.env_options) is None  # other prey
     assert normalized_score(ENV, None, exp) == pytest.approx(100.0)
     assert normalized_score(ENV, None, (rnd + exp) / 2) == pytest.approx(50.0)
+    # MaMuJoCo: the family's default options (recorded in specs) are neutral, others are not
+    cheetah = "mamujoco/HalfCheetah-2x3"
+    rnd, exp = REFERENCE_RETURNS[cheetah]
+    assert reference_returns(cheetah, {"agent_obsk": 1, "episode_limit": 1000, "out_of_bounds": "clip"}) == (rnd, exp)
+    assert reference_returns(cheetah, {"agent_obsk": 0}) is None
+    assert normalized_score(cheetah, {}, exp) == pytest.approx(100.0)

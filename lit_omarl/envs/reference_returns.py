@@ -44,6 +44,16 @@ REFERENCES: dict[str, dict[str, Any]] = {
         "env_options": {"prey_policy": "pretrained"},
         "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mpe/simple_tag --option prey_policy=pretrained",
     },
+    # measured 2026-11-22 by `python -m lit_omarl.behaviour.continuous_recipe ship --run RUN ...` (load average 2.3 on
+    # 2 cores; 1000 episodes each, std random 80.4, expert 782.8); expert = mamujoco_HalfCheetah-2x3/expert.pt
+    # (MATD3, 570,624 env steps in 45 min; lit_omarl/assets/behaviour/mamujoco_HalfCheetah-2x3/policies.json)
+    "mamujoco/HalfCheetah-2x3": {
+        "random": -282.99676513671875,
+        "expert": 8698.392578125,
+        "episodes": 1000,
+        "env_options": {},
+        "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mamujoco/HalfCheetah-2x3",
+    },
 }
 
 # the flat (random, expert) view, shaped like lit_omarl.eval.scores.REFERENCE_RETURNS; it ignores env options
@@ -58,8 +68,13 @@ _NEUTRAL = {"episode_limit": 25, "action_mode": "xy", "backend": "torch", "team_
             "local_ratio": 0.5}
 
 
-def _normal(options: dict[str, Any] | None) -> dict[str, Any]:
-    out = {k: v for k, v in (options or {}).items() if not (k in _NEUTRAL and v == _NEUTRAL[k])}
+# MaMuJoCo's defaults (lit_omarl.envs.mamujoco), recorded in every spec of that family
+_NEUTRAL_MAMUJOCO = {"agent_obsk": 1, "episode_limit": 1000}
+
+
+def _normal(options: dict[str, Any] | None, env_id: str = "") -> dict[str, Any]:
+    neutral = {**_NEUTRAL, **_NEUTRAL_MAMUJOCO} if env_id.startswith("mamujoco/") else _NEUTRAL
+    out = {k: v for k, v in (options or {}).items() if not (k in neutral and v == neutral[k])}
     out.pop("backend", None)  # the mpe2 backend is the same task
     out.pop("out_of_bounds", None)
     return out
@@ -70,7 +85,7 @@ def reference_returns(env_id: str, env_options: dict[str, Any] | None = None) ->
     ref = REFERENCES.get(env_id)
     if ref is None or ref["random"] is None or ref["expert"] is None:
         return None
-    if _normal(env_options) != _normal(ref["env_options"]):
+    if _normal(env_options, env_id) != _normal(ref["env_options"], env_id):
         return None
     return float(ref["random"]), float(ref["expert"])
 
