@@ -142,3 +142,24 @@ def _check_icq_fig4(results):
 
 
 EXTRA_CHECKS["icq_fig4.py"] = _check_icq_fig4
+
+
+def _mamujoco_smoke_cells(name, cells):
+    """MaMuJoCo tables (cfcql_table2 / cfcql_table6): the smoke cells only, each with a finite normalized score."""
+    def check(results):
+        rows = _csv_rows(results / f"{name}_smoke.csv")
+        assert {(r["task"], r["dataset"], r["algorithm"]) for r in rows} == cells
+        for r in rows:
+            assert abs(float(r["normalized_score"])) < 1e6 and abs(float(r["episode_return"])) < 1e6
+        assert "HalfCheetah-2x3" in (results / f"{name}_smoke.md").read_text()
+    return check
+
+
+EXTRA_CHECKS.update({
+    "cfcql_table2.py": _mamujoco_smoke_cells("cfcql_table2", {("HalfCheetah-2x3", "expert", "CFCQL"),
+                                                              ("HalfCheetah-2x3", "random", "OMAR"),
+                                                              ("HalfCheetah-2x3", "medium", "ICQ")}),
+    "cfcql_table6.py": _mamujoco_smoke_cells("cfcql_table6", {("HalfCheetah-2x3", "expert", "+CF_T"),
+                                                              ("HalfCheetah-2x3", "random", "-CF_P")}),
+})
+PARTIAL_SMOKE.update({"cfcql_table2.py", "cfcql_table6.py"})  # smoke runs 3 / 2 cells (Profile.cells)
