@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from lit_omarl.repro.mpe import PAPER_SEEDS, RECIPE_KEYS
+from lit_omarl.repro.mpe import PAPER_SEEDS, RECIPE_KEYS, prepare_recipes
 from lit_omarl.repro.table import Profile
 from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
 
@@ -65,16 +65,7 @@ def recipe_file(task: str, quality: str, budget: dict[str, Any]) -> Path:
 
 def prepare_mamujoco(runs: Sequence[Any], runs_dir: Path) -> None:
     """Write every recipe dataset the pending ``runs`` need (a no-op for files already there)."""
-    from lit_omarl.behaviour.continuous_recipe import continuous_recipe, default_out_dir
-
-    needed: dict[tuple[str, int, int], set[str]] = {}
-    for run in runs:
-        key = (run.task, _episodes(run.budget), int(run.budget.get("recipe_seed", 0)))
-        needed.setdefault(key, set()).add(run.dataset)
-    for (task, episodes, seed), qualities in sorted(needed.items()):
-        env_id = TASKS[task]
-        continuous_recipe(env_id, out_dir=default_out_dir(env_id, episodes, seed), episodes=episodes, seed=seed,
-                          qualities=sorted(qualities))
+    prepare_recipes(runs, TASKS, DEFAULT_RECIPE_EPISODES)
 
 
 def run_mamujoco_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)

@@ -44,18 +44,24 @@ def recipe_file(task: str, quality: str, budget: dict[str, Any]) -> Path:
     return dataset_path(default_out_dir(env_id, episodes, int(budget.get("recipe_seed", 0))), env_id, quality)
 
 
-def prepare_mpe(runs: Sequence[Any], runs_dir: Path) -> None:
-    """Write every recipe dataset the pending ``runs`` need (a no-op for files already there)."""
+def prepare_recipes(runs: Sequence[Any], tasks: dict[str, str], default_episodes: int) -> None:
+    """Write every continuous-recipe dataset the pending ``runs`` need (``tasks``: table task -> env id;
+    a no-op for files already there)."""
     from lit_omarl.behaviour.continuous_recipe import continuous_recipe, default_out_dir
 
     needed: dict[tuple[str, int, int], set[str]] = {}
     for run in runs:
-        key = (run.task, int(run.budget.get("recipe_episodes", DEFAULT_RECIPE_EPISODES)), int(run.budget.get("recipe_seed", 0)))
+        key = (run.task, int(run.budget.get("recipe_episodes", default_episodes)), int(run.budget.get("recipe_seed", 0)))
         needed.setdefault(key, set()).add(run.dataset)
     for (task, episodes, seed), qualities in sorted(needed.items()):
-        env_id = TASKS[task]
+        env_id = tasks[task]
         continuous_recipe(env_id, out_dir=default_out_dir(env_id, episodes, seed), episodes=episodes, seed=seed,
                           qualities=sorted(qualities))
+
+
+def prepare_mpe(runs: Sequence[Any], runs_dir: Path) -> None:
+    """Write every recipe dataset the pending ``runs`` need (a no-op for files already there)."""
+    prepare_recipes(runs, TASKS, DEFAULT_RECIPE_EPISODES)
 
 
 def run_mpe_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
