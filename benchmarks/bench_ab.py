@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -138,12 +137,7 @@ def main() -> None:
                    "--rounds", str(args.rounds)] + ([] if args.episode_index else ["--no-episode-index"])
             if args.dataset:
                 cmd += ["--dataset", args.dataset, "--max-episodes", str(args.max_episodes)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy))
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-            import json
-
-            results[name] = json.loads(lines[-1]) if lines else {"skipped": f"exit {proc.returncode}: {proc.stderr[-300:]}"}
-            print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+            results[name] = common.run_child(cmd, name, args.omp_wait_policy)
     info["load_avg_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
     common.emit({
         "benchmark": "ab",

@@ -27,9 +27,7 @@ Prints one JSON line, also appended to benchmarks/results/overhead.jsonl
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -138,10 +136,7 @@ def main() -> None:
                "--threads", str(args.threads), "--rounds", str(args.rounds), "--budget", str(args.budget)]
         if args.compare_logging:
             cmd.append("--compare-logging")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy))
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        results[name] = json.loads(lines[-1]) if lines else {"skipped": f"exit {proc.returncode}: {proc.stderr[-300:]}"}
-        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+        results[name] = common.run_child(cmd, name, args.omp_wait_policy)
     info["load_avg_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
     common.emit({
         "benchmark": "overhead",

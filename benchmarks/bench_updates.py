@@ -38,9 +38,7 @@ Prints one JSON line, also appended to benchmarks/results/updates.jsonl
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -167,14 +165,7 @@ def main() -> None:
                    "--threads", str(args.threads), "--budget", str(args.budget), "--rounds", str(args.rounds),
                    "--updates-per-step", str(args.updates_per_step)]
             cmd += [] if args.episode_index else ["--no-episode-index"]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env(args.omp_wait_policy), timeout=args.timeout)
-                lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-                res = json.loads(lines[-1]) if lines else {"skipped": f"no output (exit {proc.returncode}): {proc.stderr[-300:]}"}
-            except subprocess.TimeoutExpired:
-                res = {"skipped": f"timeout after {args.timeout:.0f} s"}
-            results[shape][name] = res
-            print(f"{shape} {name}: {json.dumps(res)}", file=sys.stderr, flush=True)
+            results[shape][name] = common.run_child(cmd, f"{shape} {name}", args.omp_wait_policy, args.timeout)
     info["load_avg_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
     common.emit({
         "benchmark": "updates",

@@ -67,6 +67,21 @@ def child_env(omp_wait_policy: str = "default") -> dict[str, str]:
 ALL_SHAPES = {**SHAPES, **EXTRA_SHAPES, **CONTINUOUS_SHAPES}
 
 
+def run_child(cmd: list[str], label: str, omp_wait_policy: str = "default", timeout: float | None = None) -> dict[str, Any]:
+    """Run a measuring subprocess; its last JSON line (printed to stderr under ``label`` too), or
+    ``{"skipped": reason}`` when it printed none or ran out of ``timeout`` seconds."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(omp_wait_policy), timeout=timeout)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        res = json.loads(lines[-1]) if lines else {"skipped": f"no output (exit {proc.returncode}): {proc.stderr[-300:]}"}
+    except subprocess.TimeoutExpired:
+        res = {"skipped": f"timeout after {timeout:.0f} s"}
+    print(f"{label}: {json.dumps(res)}", file=sys.stderr, flush=True)
+    return res
+
+
 def spec_of(shape: str) -> EnvSpec:
     kind = "continuous" if shape in CONTINUOUS_SHAPES else "discrete"
     return EnvSpec(env_id=f"bench/{shape}", action_type=kind, **ALL_SHAPES[shape])

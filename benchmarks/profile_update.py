@@ -19,9 +19,7 @@ Prints one JSON line, also appended to benchmarks/results/profile.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -117,10 +115,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", name, "--shape", args.shape, "--batch", str(args.batch),
                "--threads", str(args.threads), "--ops", str(args.ops)]
         cmd += [] if args.episode_index else ["--no-episode-index"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=common.child_env("passive"))
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        results[name] = json.loads(lines[-1]) if lines else {"skipped": f"exit {proc.returncode}: {proc.stderr[-300:]}"}
-        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+        results[name] = common.run_child(cmd, name, "passive")
     info["load_avg_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
     common.emit({
         "benchmark": "profile",

@@ -30,9 +30,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from lit_omarl.repro.mpe import PAPER_SEEDS, RECIPE_KEYS, prepare_recipes
+from lit_omarl.repro.mpe import PAPER_SEEDS, fit_recipe_cell, prepare_recipes, recipe_path
 from lit_omarl.repro.table import Profile
-from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
+from lit_omarl.repro.train import config_algorithm
 
 if TYPE_CHECKING:
     from lit_omarl.repro.table import TableSpec
@@ -52,15 +52,8 @@ def shipped_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
                  if all((ASSETS / env_dir(TASKS[t]) / name).is_file() for name in ("medium.pt", "expert.pt", POLICIES)))
 
 
-def _episodes(budget: dict[str, Any]) -> int:
-    return int(budget.get("recipe_episodes", DEFAULT_RECIPE_EPISODES))
-
-
 def recipe_file(task: str, quality: str, budget: dict[str, Any]) -> Path:
-    from lit_omarl.behaviour.continuous_recipe import dataset_path, default_out_dir
-
-    env_id = TASKS[task]
-    return dataset_path(default_out_dir(env_id, _episodes(budget), int(budget.get("recipe_seed", 0))), env_id, quality)
+    return recipe_path(TASKS[task], quality, budget, DEFAULT_RECIPE_EPISODES)
 
 
 def prepare_mamujoco(runs: Sequence[Any], runs_dir: Path) -> None:
@@ -70,14 +63,8 @@ def prepare_mamujoco(runs: Sequence[Any], runs_dir: Path) -> None:
 
 def run_mamujoco_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
     """``run_fn`` of the MaMuJoCo tables: the algorithm's MaMuJoCo config on the cell's recipe file."""
-    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
     path = recipe_file(run.task, run.dataset, dict(run.budget))
-    if not path.is_file():
-        raise FileNotFoundError(f"{run.label}: dataset {path} does not exist (see the prepare step's messages)")
-    config = f"{config_algorithm(run)}/mamujoco/{run.task}.yaml"
-    overrides = cell_overrides(run, config, budget)
-    overrides.update({"data.path": str(path), "data.env": None, "data.behaviour": None})
-    metrics = fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
+    metrics = fit_recipe_cell(run, workdir, path, f"{config_algorithm(run)}/mamujoco/{run.task}.yaml")
     if "normalized_score" not in metrics:
         raise RuntimeError(f"{run.label}: no reference returns of {TASKS[run.task]} for the dataset's env options "
                            "(lit_omarl/envs/reference_returns.py)")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from lit_omarl.repro.table import Profile
+from lit_omarl.repro.table import Profile, TableSpec
 from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
 
 PAPER_SEEDS = (0, 1, 2, 3, 4)
@@ -36,12 +36,16 @@ def shipped_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
     return tuple(t for t in tasks if all((ASSETS / env_dir(TASKS[t]) / f"{q}.pt").is_file() for q in ("medium", "expert")))
 
 
-def recipe_file(task: str, quality: str, budget: dict[str, Any]) -> Path:
+def recipe_path(env_id: str, quality: str, budget: dict[str, Any], default_episodes: int) -> Path:
+    """The continuous-recipe file of ``env_id`` / ``quality`` for a run's budget (``recipe_episodes``, ``recipe_seed``)."""
     from lit_omarl.behaviour.continuous_recipe import dataset_path, default_out_dir
 
-    env_id = TASKS[task]
-    episodes = int(budget.get("recipe_episodes", DEFAULT_RECIPE_EPISODES))
+    episodes = int(budget.get("recipe_episodes", default_episodes))
     return dataset_path(default_out_dir(env_id, episodes, int(budget.get("recipe_seed", 0))), env_id, quality)
+
+
+def recipe_file(task: str, quality: str, budget: dict[str, Any]) -> Path:
+    return recipe_path(TASKS[task], quality, budget, DEFAULT_RECIPE_EPISODES)
 
 
 def prepare_recipes(runs: Sequence[Any], tasks: dict[str, str], default_episodes: int) -> None:
@@ -64,16 +68,20 @@ def prepare_mpe(runs: Sequence[Any], runs_dir: Path) -> None:
     prepare_recipes(runs, TASKS, DEFAULT_RECIPE_EPISODES)
 
 
-def run_mpe_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
-    """``run_fn`` of the MPE tables: the algorithm's MPE config on the cell's recipe file."""
-    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
-    path = recipe_file(run.task, run.dataset, dict(run.budget))
+def fit_recipe_cell(run, workdir: Path, path: Path, config: str) -> dict[str, float]:  # noqa: ANN001
+    """Train ``config`` (a RunSpec's cell overrides and budget, minus the recipe keys) on the recipe file ``path``."""
     if not path.is_file():
         raise FileNotFoundError(f"{run.label}: dataset {path} does not exist (see the prepare step's messages)")
-    config = f"{config_algorithm(run)}/mpe/simple_spread.yaml"
+    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
     overrides = cell_overrides(run, config, budget)
     overrides.update({"data.path": str(path), "data.env": None, "data.behaviour": None})
     return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
+
+
+def run_mpe_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)
+    """``run_fn`` of the MPE tables: the algorithm's MPE config on the cell's recipe file."""
+    path = recipe_file(run.task, run.dataset, dict(run.budget))
+    return fit_recipe_cell(run, workdir, path, f"{config_algorithm(run)}/mpe/simple_spread.yaml")
 
 
 def mpe_profiles(smoke_cells: Sequence[str]) -> tuple[Profile, ...]:
@@ -102,9 +110,9 @@ SPREAD_LR_CONFIGS = ("cfcql_c", "macql_c", "omar_c", "icql_c")
 
 def mpe_table(name: str, title: str, algorithms: Sequence[str], datasets: Sequence[str], paper_source: str,
               paper_rows: dict[tuple[str, str], list[Any]], *, all_tasks: bool, smoke_cells: Sequence[str],
-              configs: dict[str, str], overrides: dict | None = None) -> "TableSpec":
+              configs: dict[str, str], overrides: dict | None = None) -> TableSpec:
     """An MPE table: tasks with shipped behaviour policies (all with ``all_tasks``), ours beside the paper's."""
-    from lit_omarl.repro.table import PaperNumbers, TableSpec
+    from lit_omarl.repro.table import PaperNumbers
 
     tasks = tuple(TASKS) if all_tasks else shipped_tasks(tuple(TASKS))
     if not tasks:
