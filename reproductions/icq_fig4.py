@@ -32,14 +32,13 @@ from the CSV). Fig. 4 gives curves only, no numbers: the tables show ours alone.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 from lit_omarl.repro import PaperNumbers, Profile, TableSpec, main
 from lit_omarl.repro.curves import curves_from_csv, plot_panels, render_view
 from lit_omarl.repro.render import output_stem
-from lit_omarl.repro.smax import PAPER_SEEDS, run_maps, smax_table
+from lit_omarl.repro.smax import PAPER_SEEDS, parse_all_maps, run_maps, smax_table
 from lit_omarl.repro.table import build_parser
 
 ALGORITHMS = ("ICQ-MA", "BC-MA", "QMIX", "BCQ-MA", "CQL-MA")
@@ -145,10 +144,8 @@ def plot(table: TableSpec, results_dir: Path, profile: str) -> Path | None:
 
 
 if __name__ == "__main__":
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-maps", action="store_true", help="every SMAX map of the paper, also those without shipped policies")
-    ns, rest = pre.parse_known_args()
-    TABLE = build_table(ns.all_maps)
+    all_maps, rest = parse_all_maps()
+    TABLE = build_table(all_maps)
     code = main(TABLE, rest)
     args = build_parser(TABLE).parse_args(rest)
     render_view(TABLE, return_view(TABLE), rest)

@@ -9,10 +9,8 @@ Same datasets as cfcql_table3 (InSPO uses CFCQL's SMAC datasets); see that scrip
 
 from __future__ import annotations
 
-import argparse
-
 from lit_omarl.repro import TableSpec, main
-from lit_omarl.repro.smax import smax_table
+from lit_omarl.repro.smax import parse_all_maps, smax_table
 
 ALGORITHMS = ("BC", "OMAR", "CFCQL", "OMIGA", "InSPO")
 MAPS = ("2s3z", "3s_vs_5z", "5m_vs_6m", "6h_vs_8z")
@@ -49,7 +47,5 @@ def build_table(all_maps: bool) -> TableSpec:
 
 
 if __name__ == "__main__":
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-maps", action="store_true", help="every map of the paper, also those without shipped policies")
-    ns, rest = pre.parse_known_args()
-    raise SystemExit(main(build_table(ns.all_maps), rest))
+    all_maps, rest = parse_all_maps()
+    raise SystemExit(main(build_table(all_maps), rest))

@@ -15,10 +15,8 @@ so the table shows ours only.
 
 from __future__ import annotations
 
-import argparse
-
 from lit_omarl.repro import TableSpec, main
-from lit_omarl.repro.smax import smax_table
+from lit_omarl.repro.smax import parse_all_maps, smax_table
 
 MAPS = ("6h_vs_8z",)
 DATASETS = ("medium", "medium_replay", "expert", "mixed")
@@ -53,7 +51,5 @@ def build_table(all_maps: bool) -> TableSpec:
 
 
 if __name__ == "__main__":
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-maps", action="store_true", help="run the map even without shipped behaviour policies")
-    ns, rest = pre.parse_known_args()
-    raise SystemExit(main(build_table(ns.all_maps), rest))
+    all_maps, rest = parse_all_maps()
+    raise SystemExit(main(build_table(all_maps), rest))

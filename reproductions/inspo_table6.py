@@ -12,10 +12,8 @@ Datasets as reproductions/cfcql_table3.py (the SMAX recipe).
 
 from __future__ import annotations
 
-import argparse
-
 from lit_omarl.repro import TableSpec, main
-from lit_omarl.repro.smax import smax_table
+from lit_omarl.repro.smax import parse_all_maps, smax_table
 
 MAPS = ("5m_vs_6m", "6h_vs_8z")
 DATASETS = ("medium", "medium_replay", "expert", "mixed")
@@ -52,7 +50,5 @@ def build_table(all_maps: bool) -> TableSpec:
 
 
 if __name__ == "__main__":
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-maps", action="store_true", help="every map of the paper, also those without shipped policies")
-    ns, rest = pre.parse_known_args()
-    raise SystemExit(main(build_table(ns.all_maps), rest))
+    all_maps, rest = parse_all_maps()
+    raise SystemExit(main(build_table(all_maps), rest))

@@ -20,7 +20,6 @@ The paper's Table 7 is an image in inspo.md: its numbers are not available here.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import platform
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from lit_omarl.repro import Profile, TableSpec, main
 from lit_omarl.repro.curves import render_view
-from lit_omarl.repro.smax import PAPER_SEEDS, run_maps, smax_table
+from lit_omarl.repro.smax import PAPER_SEEDS, parse_all_maps, run_maps, smax_table
 
 ALGORITHMS = ("CFCQL", "InSPO", "InSPO w/o SPO")
 MAPS = ("2s3z", "3s_vs_5z", "5m_vs_6m", "6h_vs_8z")
@@ -130,12 +129,10 @@ def views(table: TableSpec) -> list[TableSpec]:
 
 
 if __name__ == "__main__":
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-maps", action="store_true", help="every map of the paper, also those without shipped policies")
-    ns, rest = pre.parse_known_args()
+    all_maps, rest = parse_all_maps()
     if not any(a == "--workers" or a.startswith("--workers=") for a in rest):
         rest = [*rest, "--workers", "1"]  # timing: one run at a time unless asked otherwise
-    table = build_table(ns.all_maps)
+    table = build_table(all_maps)
     code = main(table, rest)
     for view in views(table):
         render_view(table, view, rest)

@@ -10,7 +10,6 @@ episodes.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from omac_table4 import ALGORITHMS, EPISODES, OMAC_DEVIATIONS, omac_overrides  # noqa: E402
 
 from lit_omarl.repro import TableSpec, main  # noqa: E402
-from lit_omarl.repro.smax import smax_table  # noqa: E402
+from lit_omarl.repro.smax import parse_all_maps, smax_table  # noqa: E402
 
 MAPS = ("6h_vs_8z",)
 FRACTIONS = {"100%": 1.0, "50%": 0.5, "10%": 0.1}
@@ -52,7 +51,5 @@ def build_table(all_maps: bool) -> TableSpec:
 
 
 if __name__ == "__main__":
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-maps", action="store_true", help="every map of the paper, also those without shipped policies")
-    ns, rest = pre.parse_known_args()
-    raise SystemExit(main(build_table(ns.all_maps), rest))
+    all_maps, rest = parse_all_maps()
+    raise SystemExit(main(build_table(all_maps), rest))

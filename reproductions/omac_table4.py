@@ -15,10 +15,8 @@ The map corridor does not exist in SMAX; its row is not run.
 
 from __future__ import annotations
 
-import argparse
-
 from lit_omarl.repro import TableSpec, main
-from lit_omarl.repro.smax import run_maps, smax_table
+from lit_omarl.repro.smax import parse_all_maps, run_maps, smax_table
 
 ALGORITHMS = ("OMAC", "ICQ", "OMAR", "BCQ-MA", "CQL-MA")
 MAPS = ("5m_vs_6m", "6h_vs_8z", "3s5z_vs_3s6z")  # + corridor in the paper: not in SMAX
@@ -81,7 +79,5 @@ def build_table(all_maps: bool) -> TableSpec:
 
 
 if __name__ == "__main__":
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--all-maps", action="store_true", help="every map of the paper, also those without shipped policies")
-    ns, rest = pre.parse_known_args()
-    raise SystemExit(main(build_table(ns.all_maps), rest))
+    all_maps, rest = parse_all_maps()
+    raise SystemExit(main(build_table(all_maps), rest))

@@ -43,6 +43,17 @@ def shipped_maps() -> tuple[str, ...]:
 NOT_EXPERT_MARKER = "**Not expert-level:**"
 
 
+def parse_all_maps(argv: Sequence[str] | None = None) -> tuple[bool, list[str]]:
+    """``--all-maps`` of a SMAX table script (every map of the paper, also those without shipped behaviour
+    policies) and the remaining arguments for :func:`lit_omarl.repro.main`."""
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--all-maps", action="store_true")
+    ns, rest = pre.parse_known_args(argv)
+    return ns.all_maps, rest
+
+
 def not_expert_maps(maps: Sequence[str]) -> dict[str, str]:
     """Maps of ``maps`` whose shipped 'expert' policy is flagged not expert-level in its README,
     each with a short note (the re-evaluated win rate of the 'expert' policy when recorded)."""
