@@ -94,7 +94,7 @@ class OfflineMARLModule(L.LightningModule):
     # Attributes that only ever hold plain values, set on every update: Lightning sets
     # ``_current_fx_name`` around each hook call (~30 times per update) and ``log_train`` keeps a
     # few counters. ``nn.Module.__setattr__`` checks every value against parameters, buffers and
-    # submodules (~3 us a call); these skip it (0.1 ms per update, measurable on 5 ms updates).
+    # submodules on every call; these skip it.
     _PLAIN_ATTRS = frozenset({"_current_fx_name", "_batch_step", "_perf_dt", "_perf_last"})
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -374,8 +374,8 @@ class OfflineMARLModule(L.LightningModule):
         optimizer.step()
 
     #: ``manual_backward`` on one device in 32-bit precision calls ``loss.backward()`` directly (all that
-    #: Lightning's strategy and precision plugin do there, minus ~0.1-0.2 ms of hook dispatch per call,
-    #: which is 2-5 % of a small continuous update). Lightning's ``on_before_backward`` /
+    #: Lightning's strategy and precision plugin do there, minus their hook dispatch on every call,
+    #: a visible share of a small continuous update). Lightning's ``on_before_backward`` /
     #: ``on_after_backward`` hooks are then not called; set False on a subclass to keep them.
     PLAIN_BACKWARD_ON_ONE_DEVICE: bool = True
     _plain_backward: bool = False

@@ -84,7 +84,7 @@ class OfflineDataModule(L.LightningDataModule):
         cache_dir: where generated datasets live when ``path`` is None.
         updates_per_step: batches handed to one Lightning training step (a :class:`BatchGroup`);
             the module makes one update per batch, so ``trainer.global_step`` still counts
-            updates. Lightning costs ~0.65 ms per training step on a CPU; groups of K spread
+            updates. Lightning has a fixed cost per training step (tenths of a ms on a CPU); groups of K spread
             that over K updates (for small models whose updates take a few ms).
             ``trainer.max_steps`` is honoured exactly; ``checkpoint.every_n_train_steps``
             must be a multiple of K.
