@@ -1,7 +1,7 @@
 """The ``lit-omarl`` command.
 
 * ``lit-omarl fit|validate|test --config FILE`` : LightningCLI (``--print_config`` shows every option).
-* ``lit-omarl data import|generate|smax-recipe|continuous-recipe|validate|card ...`` : dataset tools.
+* ``lit-omarl data import|generate|smax-recipe|continuous-recipe|mabcq-recipe|validate|card ...`` : dataset tools.
 * ``lit-omarl configs`` : list the shipped YAML configs.
 """
 
@@ -151,6 +151,20 @@ def _data_parser() -> argparse.ArgumentParser:
     crec.add_argument("--cards-dir", help="also write a markdown card per dataset there (<env dir>_<quality>.md)")
     crec.add_argument("--overwrite", action="store_true", help="replace files made with other settings")
 
+    mrec = sub.add_parser("mabcq-recipe", help="MABCQ's per-agent datasets B_i of a continuous task (mabcq.md Sec. 4.1: "
+                                               "early training, own medium / own expert against the other level, expert)")
+    mrec.add_argument("--env", required=True, help="continuous env with MATD3 policies in lit_omarl/assets/behaviour/<env dir>/")
+    mrec.add_argument("--out-dir", help="folder of the files (default: <dataset cache>/mabcq_recipe/<env dir>_<E>ep_s<seed>)")
+    mrec.add_argument("--episodes", type=int, help="episodes per agent's file (default: min(1M transitions, 5 x the replay's episodes))")
+    mrec.add_argument("--seed", type=int, default=0, help="recipe seed (default 0)")
+    mrec.add_argument("--batch-size", type=int, default=1000, help="episodes simulated in parallel (default 1000)")
+    mrec.add_argument("--noise", type=float, default=0.1, help="Gaussian action noise of the generated parts (default 0.1)")
+    mrec.add_argument("--replay", help="the early-training episodes: a medium_replay dataset of the task (default: the "
+                                       "continuous recipe's, made if missing)")
+    mrec.add_argument("--policy-dir", help="folder with medium.pt, expert.pt, policies.json")
+    mrec.add_argument("--cards-dir", help="also write a markdown card per agent's dataset there")
+    mrec.add_argument("--overwrite", action="store_true", help="replace files made with other settings")
+
     val = sub.add_parser("validate", help="check a dataset file; exit 0 and a one-line summary, or 1 and the defect")
     val.add_argument("file")
 
@@ -200,6 +214,16 @@ def data_main(argv: list[str]) -> int:
             if ns.cards_dir:
                 write_cards(out_dir, ns.cards_dir, qualities=[i.quality for i in items])
             print(f"recipe done: {out_dir} ({sum(i.status != 'skipped' for i in items)} datasets)")
+        elif ns.cmd == "mabcq-recipe":
+            from lit_omarl.behaviour.mabcq_recipe import mabcq_recipe, write_cards as mabcq_cards
+
+            items = mabcq_recipe(ns.env, ns.out_dir, episodes=ns.episodes, seed=ns.seed, batch_size=ns.batch_size,
+                                 noise=ns.noise, replay=ns.replay, policy_dir=ns.policy_dir, overwrite=ns.overwrite)
+            out_dir = Path(items[0].file).parent
+            if ns.cards_dir:
+                mabcq_cards(out_dir, ns.cards_dir)
+            print(f"recipe done: {out_dir} ({len(items)} per-agent datasets; data.agent_paths: "
+                  f"{json.dumps([i.file for i in items])})")
         elif ns.cmd == "validate":
             from lit_omarl.data.schema import read_dataset
 

@@ -18,7 +18,8 @@ MNE = make("matrix/mne").spec
 @pytest.mark.parametrize("text, spec", [
     ("uniform", MNE), ("expert", MNE), ("probs:1/3,1/3,1/3", MNE), ("probs:0.8,0.2;0.4,0.6", XOR),
     ("joint:0-1,1-0", XOR), ("joint:AB,ba", XOR), ("epsilon:0.2:expert", MNE), ("mix:expert|uniform", MNE),
-    ("filter:0.8:mix:uniform|epsilon:0.5:probs:0.8,0.1,0.1", MNE),
+    ("filter:0.8:mix:uniform|epsilon:0.5:probs:0.8,0.1,0.1", MNE), ("agents:expert|uniform", XOR),
+    ("noise:0.1:agents:uniform|uniform|uniform", make("mpe/simple_spread").spec),
 ] + [(name, XOR if name.startswith("xor") or name == "mabcq" else MNE) for name in PRESETS])
 def test_valid_specs_parse(text, spec):
     parse_behaviour(text, spec)
@@ -41,6 +42,9 @@ def test_valid_specs_parse(text, spec):
     ("mix:expert", XOR, ["at least two"]),
     ("mix:expert|filter:0.5:uniform", XOR, ["outermost"]),
     ("", XOR, ["empty"]),
+    ("agents:uniform", XOR, ["one '|'-separated specification per agent", "2 agents, got 1"]),
+    ("agents:uniform|mix:expert|uniform", XOR, ["2 agents, got 3", "mix:"]),
+    ("agents:uniform|", XOR, ["2 agents, got 2"]),
 ])
 def test_bad_specs_raise_value_error_naming_spec_and_problem(text, spec, words):
     with pytest.raises(ValueError) as err:
@@ -146,6 +150,16 @@ def test_mabcq_per_agent_distributions():
     a = arrays["actions"][:, 0]
     assert abs((a[:, 0] == 0).mean() - 0.8) < 0.02 and abs((a[:, 1] == 0).mean() - 0.4) < 0.02
     assert np.allclose(arrays["behaviour_probs"][:, 0], [[0.8, 0.2], [0.4, 0.6]])
+
+
+def test_agents_gives_each_agent_its_own_behaviour():
+    """agents:S_0|S_1: agent k's actions and recorded probabilities come from S_k (exact: deterministic parts)."""
+    arrays, _ = generate_dataset("matrix/xor", "agents:probs:1,0|epsilon:0.5:probs:0,1", episodes=2000, seed=0)
+    a = arrays["actions"][:, 0]
+    assert (a[:, 0] == 0).all()
+    assert abs((a[:, 1] == 1).mean() - 0.75) < 0.03
+    assert np.allclose(arrays["behaviour_probs"][:, 0, 0], [1.0, 0.0])
+    assert np.allclose(arrays["behaviour_probs"][:, 0, 1], [0.25, 0.75])
 
 
 def test_epsilon_mixes_probabilities():

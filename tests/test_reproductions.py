@@ -163,3 +163,17 @@ EXTRA_CHECKS.update({
                                                               ("HalfCheetah-2x3", "random", "-CF_P")}),
 })
 PARTIAL_SMOKE.update({"cfcql_table2.py", "cfcql_table6.py"})  # smoke runs 3 / 2 cells (Profile.cells)
+
+
+def _check_mabcq_fig2(results):
+    """Per-agent data for every column; the normalized view, the curves and the PNG of the same runs."""
+    rows = _csv_rows(results / "mabcq_fig2_smoke.csv")
+    assert {r["algorithm"] for r in rows} == {"MABCQ", "MABCQ w/o lambda_tn", "MABCQ w/o lambda_vd", "BCQ", "DDPG",
+                                              "Behavior"}
+    for r in rows:  # tests at 10 updates and the final one at 20
+        assert r["return_step_10"] != "" and float(r["return_step_20"]) == float(r["episode_return"])
+    assert "| Task | Dataset |" in (results / "mabcq_fig2_normalized_smoke.md").read_text()
+    assert (results / "mabcq_fig2_smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+EXTRA_CHECKS["mabcq_fig2.py"] = _check_mabcq_fig2

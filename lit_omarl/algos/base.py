@@ -127,6 +127,9 @@ class OfflineMARLModule(L.LightningModule):
 
     supports_discrete: bool = True
     supports_continuous: bool = False
+    #: True for decentralised learners that train each agent on its own inputs only: they may be fitted on
+    #: per-agent datasets (``data.agent_paths``, reward / terminated [B, L, N]); the data module refuses others.
+    accepts_agent_datasets: bool = False
     default_eval_deterministic: bool = True
 
     def __init__(

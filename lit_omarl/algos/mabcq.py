@@ -7,15 +7,22 @@ gradient or value is shared between agents. MABCQ is per-agent BCQ whose TD
 loss and perturbation objective are weighted by the value deviation lambda_vd
 and the transition normalization lambda_tn (mabcq.md Sec. 3.2-3.3).
 
-How the paper's per-agent datasets B_i map onto our batches: a lit_omarl batch
-holds the joint transitions of all agents. Agent i's learner reads only its
-own slice of it - obs[:, :, i], actions[:, :, i], the team reward and
-obs[:, t+1, i] - which is a sample of B_i = {(o_i, a_i, r, o'_i)}, the
-projection of the joint dataset on agent i. All learners see the same
-transition indices in one update (the paper samples each B_i separately); the
-learners stay independent, only their mini-batches are correlated. The
-paper's B_i come from different behaviour mixtures per agent (mabcq.md Sec.
-4.1), ours from whichever behaviour generated the joint file.
+How the paper's per-agent datasets B_i map onto our batches. Agent i's
+learner reads only its own slice of a batch - obs[:, :, i], actions[:, :, i],
+the reward and obs[:, t+1, i], a sample of B_i = {(o_i, a_i, r, o'_i)}:
+
+* one joint file (``data.path``): B_i is the projection of the joint dataset
+  on agent i, with the team reward [B, L]. All learners see the same
+  transition indices in one update (the paper samples each B_i separately);
+  the learners stay independent, only their mini-batches are correlated.
+* one file per agent (``data.agent_paths``, the paper's setting, mabcq.md
+  Sec. 4.1, where each B_i comes from a different behaviour mixture): agent
+  i's columns are drawn from file i independently of the other agents, with
+  reward / terminated per agent [B, L, N] (column i from file i).
+
+The learners here (MABCQ, BCQ-C, Behavior, DDPG-C) declare
+``accepts_agent_datasets``; their updates take reward / terminated of either
+shape (:func:`~lit_omarl.algos.omar_c.agent_reward_terminated`).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from lit_omarl.algos.losses.continuous import (
     value_deviation_weights,
 )
 from lit_omarl.algos.losses.vae import vae_elbo_loss
-from lit_omarl.algos.omar_c import ICQLC
+from lit_omarl.algos.omar_c import ICQLC, agent_reward_terminated
 from lit_omarl.nets.continuous import AgentCritic, AgentPerturbation, AgentVAE
 
 
@@ -63,6 +70,7 @@ class AgentBehaviourVAE(ContinuousModule):
 
     agent_types = ("mlp",)
     default_eval_deterministic = False  # the paper's policies draw fresh latents at every step
+    accepts_agent_datasets = True  # per-agent VAEs on each agent's own inputs (data.agent_paths)
 
     def __init__(
         self,
@@ -141,7 +149,8 @@ class MABCQ(AgentBehaviourVAE):
         - Eq. 2 perturbs the DATASET action a_i (``perturb_source="dataset"``,
           the default); BCQ's code perturbs a VAE sample (``"vae"``).
         - One batch per update for all agents (see the module docstring);
-          team reward (the paper's shared reward r).
+          team reward (the paper's shared reward r) with a joint file, each
+          agent's own file's reward with ``data.agent_paths``.
         - Action bounds may be any [low, high]: Phi is in units of the
           half-range (Table 6's 0.05 for [-1, 1]).
 
@@ -295,7 +304,8 @@ class MABCQ(AgentBehaviourVAE):
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         hp = self.hparams
         mask, actions = batch["mask"], batch["actions"]
-        reward, terminated = batch["reward"].unsqueeze(-1), batch["terminated"].unsqueeze(-1)  # shared by the agents
+        # team [B, L] -> [B, L, 1] shared by the agents; per-agent datasets: [B, L, N], agent i's own
+        reward, terminated = agent_reward_terminated(batch, self.spec.n_agents)
         x = self.sequence_inputs(batch, include_last_obs=True)  # [B, L+1, N, D]
         x_now, x_next = x[:, :-1], x[:, 1:]
         with torch.no_grad():
@@ -403,10 +413,19 @@ class DDPGC(ICQLC):
     architectures and hyperparameters"): MLPs (64, 64), critic lr 1e-3,
     actor lr 1e-4 (xi's), tau 0.005, gamma 0.99; evaluation is deterministic.
 
+    Per-agent datasets (``data.agent_paths``): accepted with the default
+    independent networks (every critic and actor sees agent i's own inputs
+    and reward only); not with ``shared_critic`` or ``shared_actor`` (one
+    network trained on all agents' data).
+
     Args:
         spec: the dataset's EnvSpec as a dict.
         **kwargs: arguments of :class:`~lit_omarl.algos.omar_c.OMARC`.
     """
+
+    @property
+    def accepts_agent_datasets(self) -> bool:  # type: ignore[override]
+        return not (self.hparams.shared_critic or self.hparams.shared_actor)
 
     def __init__(self, spec: dict | None = None, cql_alpha: float = 0.0, cql_n_samples: int = 1, n_critics: int = 1,
                  action_reg: float = 0.0, target_noise: float = 0.0, actor_lr: float = 1e-4, critic_lr: float = 1e-3,

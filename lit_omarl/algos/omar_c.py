@@ -24,6 +24,23 @@ from lit_omarl.algos.losses.td3 import smoothed_target_actions
 from lit_omarl.nets.continuous import AgentCritic
 
 
+def agent_reward_terminated(batch: Batch, n_agents: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's reward and termination as seen by each agent's learner, broadcastable to [B, L, N].
+
+    A joint batch has the team reward [B, L] (returned as [B, L, 1], shared by the agents); a batch of
+    per-agent datasets (``data.agent_paths``) has [B, L, N], agent i's from its own file (returned as is).
+    """
+    out = []
+    for key in ("reward", "terminated"):
+        x = batch[key]
+        if x.dim() == 2:
+            x = x.unsqueeze(-1)
+        elif x.dim() != 3 or x.shape[-1] != n_agents:
+            raise ValueError(f"batch[{key!r}] must be [B, L] (team) or [B, L, N={n_agents}] (per agent), got {tuple(x.shape)}")
+        out.append(x)
+    return out[0], out[1]
+
+
 @register_algorithm("omar_c")
 class OMARC(ContinuousActorCritic):
     """OMAR, continuous (paper Eq. 5-8; the official code's independent TD3 + CQL + OMAR).
@@ -56,6 +73,10 @@ class OMARC(ContinuousActorCritic):
           code draws a new batch for each agent in turn.
         - The critics learn the team reward of the dataset (the code reads
           each agent's own reward; in the cooperative tasks they are equal).
+          A batch with per-agent reward / terminated [B, L, N] (per-agent
+          datasets, ``data.agent_paths``) gives agent i's critic column i;
+          only :class:`~lit_omarl.algos.mabcq.DDPGC` declares
+          ``accepts_agent_datasets`` (OMAR / ICQL are not offered them).
         - No BatchNorm on the network inputs (the code's ``in_fn``).
         - The search's initial mu / sigma and all noise scales are in units of
           the action half-range (identical for bounds [-1, 1]).
@@ -162,7 +183,8 @@ class OMARC(ContinuousActorCritic):
             next_pi, _ = self.policy_outputs(self.target_actor, batch)
             next_pi = smoothed_target_actions(next_pi[:, 1:], hp.target_noise * self.half_range, None, self.low, self.high)
             q_next = self.target_critic(x[:, 1:], next_pi * self.action_mask).min(0).values  # [B, L, N]
-            targets = value_targets(batch["reward"].unsqueeze(-1), batch["terminated"].unsqueeze(-1), q_next, hp.gamma)
+            reward, terminated = agent_reward_terminated(batch, self.spec.n_agents)  # [B, L, 1] team or [B, L, N]
+            targets = value_targets(reward, terminated, q_next, hp.gamma)
         pi_all, pi_norm_all = self.policy_outputs(self.actor, batch)
 
         # ---- critics: TD + CQL, independent per agent

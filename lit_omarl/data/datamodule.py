@@ -12,6 +12,11 @@ collation, no worker processes). Two sampling modes share one batch format
 The dataset either exists at ``path`` or is generated there (or in the cache)
 from ``env`` + ``behaviour`` + ``episodes`` + ``generate_seed``; a file that
 exists but was generated with other settings is never overwritten.
+
+With ``agent_paths`` every agent has its own dataset (MABCQ's decentralised
+setting, mabcq.md Sec. 4.1): agent i's columns of a batch are transitions of
+file i, drawn independently of the other files (docs/CONTRACTS.md, "Per-agent
+datasets").
 """
 
 from __future__ import annotations
@@ -88,6 +93,13 @@ class OfflineDataModule(L.LightningDataModule):
             that over K updates (for small models whose updates take a few ms).
             ``trainer.max_steps`` is honoured exactly; ``checkpoint.every_n_train_steps``
             must be a multiple of K.
+        agent_paths: one dataset file per agent instead of ``path`` (exclusive with ``path`` and
+            ``env`` / ``behaviour``): N files of the same env (equal EnvSpecs, N = its
+            n_agents); agent i's obs / actions / avail_actions and reward / terminated
+            column i come from file i. Transition sampling only; ``max_episodes`` applies
+            to each file. Only modules with ``accepts_agent_datasets = True`` (the
+            decentralised per-agent learners) can be fitted on it. ``path`` then names
+            the first file (the one the spec is read from).
     """
 
     def __init__(
@@ -104,6 +116,7 @@ class OfflineDataModule(L.LightningDataModule):
         generate_seed: int = 0,
         cache_dir: str | None = None,
         updates_per_step: int = 1,
+        agent_paths: list[str] | None = None,
     ) -> None:
         super().__init__()
         if updates_per_step < 1:
@@ -113,6 +126,11 @@ class OfflineDataModule(L.LightningDataModule):
             raise ValueError(f"data.sampling must be 'episode' or 'transition', got {sampling!r}")
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.agent_paths: list[Path] | None = None
+        self._agent_data: list[OfflineDataModule] | None = None
+        if agent_paths is not None:
+            self._init_agent_datasets(agent_paths, path, env, behaviour, batch_size, sampling, max_episodes, seed)
+            return
         if (env is None) != (behaviour is None):
             raise ValueError("data.env and data.behaviour must be given together (to generate a dataset)")
         if path is None and env is None:
@@ -138,6 +156,46 @@ class OfflineDataModule(L.LightningDataModule):
             raise DatasetError(str(self.path), "<file>", "file does not exist (give data.env and data.behaviour to generate it)")
         self.generator = torch.Generator().manual_seed(seed)
         self._tensors: dict[str, torch.Tensor] | None = None
+
+    def _init_agent_datasets(self, agent_paths: list[str], path: str | None, env: str | None, behaviour: str | None,
+                             batch_size: int, sampling: str, max_episodes: int | None, seed: int) -> None:
+        """``agent_paths``: one single-file data module per agent (file i serves agent i), one shared sampler."""
+        from lit_omarl.data.schema import DatasetError
+
+        if path is not None or env is not None or behaviour is not None:
+            raise ValueError("data.agent_paths (one dataset per agent) excludes data.path and data.env / data.behaviour "
+                             "(one joint dataset): give only one of them")
+        if sampling != "transition":
+            raise ValueError(f"data.agent_paths supports only data.sampling='transition' (each agent's transitions are "
+                             f"drawn from its own file; episodes of different files do not line up), got {sampling!r}")
+        if isinstance(agent_paths, (str, os.PathLike)) or len(agent_paths) == 0:
+            raise ValueError(f"data.agent_paths must be a non-empty list of dataset files (one per agent), got {agent_paths!r}")
+        paths = [Path(p).expanduser() for p in agent_paths]
+        specs = [read_spec(p) for p in paths]  # DatasetError for a missing or foreign file
+        first = specs[0]
+        for p, spec in zip(paths[1:], specs[1:]):
+            if spec != first:
+                a, b = first.to_dict(), spec.to_dict()
+                diff = ", ".join(f"{k}: {b.get(k)!r} (first file: {a.get(k)!r})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+                raise DatasetError(str(p), "spec", f"differs from the spec of {paths[0]} (data.agent_paths must all "
+                                   f"be datasets of the same env): {diff}")
+        if len(paths) != first.n_agents:
+            raise ValueError(f"data.agent_paths lists {len(paths)} files but {paths[0]} is a dataset of "
+                             f"{first.n_agents} agents ({first.env_id}): give exactly one file per agent")
+        self.batch_size = batch_size
+        self.sampling = sampling
+        self.max_episodes = max_episodes
+        self.seed = seed
+        self._generate = None
+        self.path = paths[0]
+        self.agent_paths = paths
+        self._spec = first
+        # File i's own sampler is unused: one generator draws the agents' batches in turn (agent 0 first), so the
+        # sampler position is a single state (state_dict, ExactResume).
+        self._agent_data = [OfflineDataModule(str(p), batch_size=batch_size, sampling="transition",
+                                              max_episodes=max_episodes, seed=seed) for p in paths]
+        self.generator = torch.Generator().manual_seed(seed)
+        self._tensors = None
 
     # ---- spec, linked into the model by LightningCLI -----------------------
     @property
@@ -175,7 +233,9 @@ class OfflineDataModule(L.LightningDataModule):
         self._check_generated_match()
 
     def setup(self, stage: str | None = None) -> None:
-        if self._tensors is not None:
+        if self._agent_data is not None:
+            self._check_module_accepts_agent_datasets()
+        if self._loaded():
             return
         self.prepare_data()  # harmless when already there; makes setup() enough outside a Trainer
         device = torch.device("cpu")
@@ -183,8 +243,26 @@ class OfflineDataModule(L.LightningDataModule):
             device = self.trainer.strategy.root_device
         self.load(device)
 
+    def _loaded(self) -> bool:
+        if self._agent_data is not None:
+            return all(d._tensors is not None for d in self._agent_data)
+        return self._tensors is not None
+
+    def _check_module_accepts_agent_datasets(self) -> None:
+        """Per-agent datasets only suit learners that train each agent on its own data (``accepts_agent_datasets``)."""
+        module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        if module is None or getattr(module, "accepts_agent_datasets", False):
+            return
+        raise ValueError(f"data.agent_paths gives each agent its own dataset (MABCQ's decentralised setting); "
+                         f"{type(module).__name__} learns from joint transitions and cannot use it "
+                         f"(only modules with accepts_agent_datasets = True can)")
+
     def load(self, device: torch.device | str = "cpu") -> None:
         """Load the file once into resident tensors on ``device``."""
+        if self._agent_data is not None:
+            for data in self._agent_data:
+                data.load(device)
+            return
         arrays, spec = self._read_arrays()
         if spec != self._spec:
             raise ValueError(f"{self.path}: spec changed since the data module was built")
@@ -232,17 +310,36 @@ class OfflineDataModule(L.LightningDataModule):
     # ---- sampling ----------------------------------------------------------
     def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """One batch in the CONTRACTS.md format, on the training device."""
-        if self._tensors is None:
+        if not self._loaded():
             self.setup()
         b = batch_size or self.batch_size
+        if self._agent_data is not None:
+            return self._compose([data._draw_transitions(b, self.generator) for data in self._agent_data])
         if self.sampling == "episode":
             idx = torch.randint(self.n_episodes, (b,), generator=self.generator).to(self.lengths.device)
             length = int(self.lengths[idx].max())
             batch = self._cut(idx, None, length)
             batch["episode"] = idx  # dataset index of each episode: lets a frozen model cache per-episode values
             return batch
-        k = torch.randint(self.n_transitions, (b,), generator=self.generator).to(self._valid_e.device)
+        return self._draw_transitions(b, self.generator)
+
+    def _draw_transitions(self, b: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``b`` transition windows drawn uniformly over the valid steps with ``generator``."""
+        k = torch.randint(self.n_transitions, (b,), generator=generator).to(self._valid_e.device)
         return self._cut(self._valid_e[k], self._valid_t[k], 1)
+
+    def _compose(self, parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One batch from per-agent samples: agent i's columns from ``parts[i]`` (file i), reward and
+        terminated per agent [B, L, N], the step valid only where every file's is, state of file 0."""
+        batch = {key: torch.stack([p[key][:, :, i] for i, p in enumerate(parts)], dim=2)
+                 for key in ("obs", "actions", "avail_actions")}
+        if all("behaviour_probs" in p for p in parts):
+            batch["behaviour_probs"] = torch.stack([p["behaviour_probs"][:, :, i] for i, p in enumerate(parts)], dim=2)
+        batch["state"] = parts[0]["state"]  # meaningless for per-agent data: only for decentralised learners' shapes
+        batch["reward"] = torch.stack([p["reward"] for p in parts], dim=-1)
+        batch["terminated"] = torch.stack([p["terminated"] for p in parts], dim=-1)
+        batch["mask"] = torch.stack([p["mask"] for p in parts], dim=0).amin(0)
+        return batch
 
     def _cut(self, idx: torch.Tensor, start: torch.Tensor | None, length: int) -> dict[str, torch.Tensor]:
         t = self._tensors

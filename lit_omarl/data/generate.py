@@ -46,6 +46,13 @@ Behaviour grammar (the text of ``lit-omarl data generate --behaviour``):
     (``lit_omarl/assets/behaviour/smax_2s3z/expert.pt``). In a continuous
     env, a ``matd3_online`` checkpoint: its deterministic actors
     (``policy:mpe_simple_spread/expert``).
+``agents:SPEC_1|SPEC_2|...|SPEC_N``
+    one specification per agent: every part acts on the whole team each step
+    and agent k takes its action (and probabilities) from SPEC_k; e.g. MABCQ's
+    per-agent datasets (mabcq.md Sec. 4.1), where agent i follows the
+    intermediate policy while the others follow the expert:
+    ``agents:policy:X/medium|policy:X/expert``. Exactly N parts; a part may
+    not contain ``mix:`` (its ``|`` would be ambiguous).
 ``noise:SIGMA:SPEC``
     continuous envs only: SPEC's actions plus Gaussian noise of std SIGMA
     in units of the action half-range (high - low) / 2, clipped to the
@@ -243,6 +250,29 @@ class Mix(Behaviour):
         return actions, (probs if self.has_probs else None)
 
 
+class PerAgent(Behaviour):
+    """``agents:S_1|...|S_N``: agent k acts as S_k (every part acts on the whole team so RNG use is fixed)."""
+
+    def __init__(self, text: str, spec: EnvSpec, parts: list[Behaviour]) -> None:
+        super().__init__(text, spec)
+        self.parts = parts
+        self.has_probs = all(p.has_probs for p in parts)
+
+    def bind(self, env):
+        for part in self.parts:
+            part.bind(env)
+
+    def begin(self, ts, episode_index, generator):
+        for part in self.parts:
+            part.begin(ts, episode_index, generator)
+
+    def act(self, ts, generator):
+        outs = [part.act(ts, generator) for part in self.parts]
+        actions = torch.stack([a[:, k] for k, (a, _) in enumerate(outs)], dim=1)
+        probs = torch.stack([p[:, k] for k, (_, p) in enumerate(outs)], dim=1) if self.has_probs else None
+        return actions, probs
+
+
 class Filter(Behaviour):
     def __init__(self, text: str, spec: EnvSpec, fraction: float, inner: Behaviour) -> None:
         super().__init__(text, spec)
@@ -409,7 +439,7 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         return Expert(t, spec)
     if not sep:
         known = ", ".join(["uniform", "expert", *PRESETS, *_NAMED])
-        raise BehaviourError(full, f"unknown behaviour {t!r}; known names: {known}; or probs:, joint:, epsilon:, mix:, filter:, band:, noise:, policy:")
+        raise BehaviourError(full, f"unknown behaviour {t!r}; known names: {known}; or probs:, joint:, epsilon:, mix:, agents:, filter:, band:, noise:, policy:")
     if head == "probs":
         return Probs(t, spec, _parse_probs(full, body, spec))
     if head == "joint":
@@ -442,6 +472,12 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         if len(parts) < 2 or any(not p.strip() for p in parts):
             raise BehaviourError(full, "mix: expects at least two '|'-separated specifications")
         return Mix(t, spec, [parse_behaviour(p, spec, _top=False, _full=full) for p in parts])
+    if head == "agents":
+        parts = body.split("|")
+        if len(parts) != spec.n_agents or any(not p.strip() for p in parts):
+            raise BehaviourError(full, f"agents: expects one '|'-separated specification per agent "
+                                       f"({spec.n_agents} agents, got {len(parts)} parts; a part may not contain mix:)")
+        return PerAgent(t, spec, [parse_behaviour(p, spec, _top=False, _full=full) for p in parts])
     if head == "noise":
         if spec.discrete:
             raise BehaviourError(full, "noise: needs a continuous action space (use epsilon: for discrete envs)")
@@ -460,7 +496,7 @@ def parse_behaviour(text: str, spec: EnvSpec, *, _top: bool = True, _full: str |
         from lit_omarl.behaviour import policy_behaviour
 
         return policy_behaviour(t, spec)
-    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix, filter, band, noise or policy")
+    raise BehaviourError(full, f"unknown behaviour kind {head!r}; expected probs, joint, epsilon, mix, agents, filter, band, noise or policy")
 
 
 # ----------------------------------------------------------------- generation

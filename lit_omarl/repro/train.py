@@ -70,8 +70,13 @@ def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, An
         if isinstance(cb, EvaluationCallback) and cb.final_metrics is not None:
             metrics = dict(cb.final_metrics)
             # the behaviour's return (mean over the dataset) and ours relative to it (cfcql.md Fig. 2)
-            with h5py.File(cli.datamodule.path, "r") as f:
-                behaviour = float(f.attrs["return_mean"])
+            # per-agent datasets (data.agent_paths): the mean over the agents' files
+            files = getattr(cli.datamodule, "agent_paths", None) or [cli.datamodule.path]
+            returns = []
+            for file in files:
+                with h5py.File(file, "r") as f:
+                    returns.append(float(f.attrs["return_mean"]))
+            behaviour = sum(returns) / len(returns)
             metrics["dataset_return_mean"] = behaviour
             if behaviour != 0:
                 metrics["return_ratio"] = metrics["episode_return"] / behaviour

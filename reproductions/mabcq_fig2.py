@@ -1,0 +1,134 @@
+"""MABCQ Fig. 2 (mabcq.md Sec. 4.2): learning curves of MABCQ and its baselines on MaMuJoCo, per-agent datasets.
+
+    python reproductions/mabcq_fig2.py                  # default profile (CPU hours: see the profile description)
+    python reproductions/mabcq_fig2.py --profile smoke  # every column, tiny budget, ~1-2 minutes
+    python reproductions/mabcq_fig2.py --profile paper  # 1M-transition-sized files, 5 seeds
+
+Columns: MABCQ, MABCQ w/o lambda_tn, MABCQ w/o lambda_vd, BCQ (per-agent), DDPG (independent) and
+Behavior (each agent's VAE behaviour model G_i^1), lit_omarl's MABCQ, BCQC, DDPGC and MABCQBehavior.
+Each agent learns only from its own dataset B_i (``lit-omarl data mabcq-recipe``, mabcq.md Sec. 4.1;
+``data.agent_paths``). Tasks: HalfCheetah-2x3, the only MaMuJoCo robot with shipped behaviour policies
+(the paper also runs Walker, Hopper and Ant).
+
+Outputs: ``results/mabcq_fig2.md`` / ``.csv`` (final test return, mean +- std over seeds; the CSV also
+holds the periodic test returns ``return_step_<k>`` and the value spread ``value_spread_step_<k>``),
+``results/mabcq_fig2_normalized.md`` (the same runs as normalized scores) and ``results/mabcq_fig2.png``
+(test return vs updates = Fig. 2; max_i V_i - min_i V_i vs updates = Fig. 3's difference in value
+estimates). Fig. 2 and 3 are curves without numbers: the tables show ours alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from lit_omarl.repro import PaperNumbers, Profile, TableSpec, main
+from lit_omarl.repro.curves import curves_from_csv, plot_panels, render_view
+from lit_omarl.repro.mabcq import DEFAULT_RECIPE_EPISODES, TASKS
+from lit_omarl.repro.render import output_stem
+from lit_omarl.repro.table import build_parser
+
+ALGORITHMS = ("MABCQ", "MABCQ w/o lambda_tn", "MABCQ w/o lambda_vd", "BCQ", "DDPG", "Behavior")
+DATASET = "mabcq"
+OVERRIDES = {
+    ("*", "*", "MABCQ"): {"config_algorithm": "mabcq"},
+    ("*", "*", "MABCQ w/o lambda_tn"): {"config_algorithm": "mabcq", "use_lambda_tn": False},
+    ("*", "*", "MABCQ w/o lambda_vd"): {"config_algorithm": "mabcq", "use_lambda_vd": False},
+    ("*", "*", "BCQ"): {"config_algorithm": "bcq_c"},
+    ("*", "*", "DDPG"): {"config_algorithm": "ddpg_c"},
+    ("*", "*", "Behavior"): {"config_algorithm": "mabcq_behavior"},
+}
+PAPER_SEEDS = (0, 1, 2, 3, 4)
+
+PROFILES = (
+    Profile("smoke", seeds=(0,),
+            budget={"max_steps": 20, "eval_every_steps": 10, "eval_episodes": 1, "final_eval_episodes": 1,
+                    "batch_size": 64, "behaviour_pretrain_steps": 10, "recipe_episodes": 10,
+                    "recipe_early": "uniform"},
+            description="pipeline check: 10-episode files per agent whose early-training share is UNIFORM RANDOM "
+                        "episodes (a stand-in), 20 updates of 64 transitions, 1-episode tests, 1 seed"),
+    Profile("default", seeds=(0, 1, 2),
+            budget={"max_steps": 5000, "eval_every_steps": 500, "eval_episodes": 5, "final_eval_episodes": 10,
+                    "behaviour_pretrain_steps": 1000, "recipe_episodes": DEFAULT_RECIPE_EPISODES},
+            description=f"{DEFAULT_RECIPE_EPISODES}-episode files per agent (720k transitions), 1000 VAE updates then "
+                        "5000 updates of 1024 transitions, 5-episode tests every 500 updates, 10-episode final "
+                        "test, 3 seeds"),
+    Profile("paper", seeds=PAPER_SEEDS,
+            budget={"max_steps": 300_000, "eval_every_steps": 5000, "eval_episodes": 10, "final_eval_episodes": 10,
+                    "recipe_episodes": DEFAULT_RECIPE_EPISODES},
+            num_gpus=0.25,
+            description="five seeds (mabcq.md Fig. 2); 3e5 updates (OUR CHOICE: the paper's text does not state "
+                        "the x axis), 5000 VAE updates (the configs'), 10-episode tests every 5000 updates"),
+)
+
+DEVIATIONS = (
+    "Environment: gymnasium-robotics MaMuJoCo HalfCheetah-2x3 (HalfCheetah-v5, agent_obsk 1) behind lit_omarl's "
+    "batched env; the paper's multi-agent mujoco on mujoco-py. Only HalfCheetah: Walker, Hopper and Ant have no "
+    "shipped behaviour policies yet.",
+    "Datasets: mabcq.md Sec. 4.1's recipe on lit_omarl's MATD3 policies (the paper: SAC from Spinning Up): per "
+    "agent i, 20 % early training (the first episodes of the replay buffer of the behaviour training up to its "
+    "medium level: the continuous recipe's medium_replay), 35 % agent i medium / others expert, 35 % agent i "
+    "expert / others medium, 10 % all expert, Gaussian noise 0.1 on the last three "
+    "(lit_omarl/behaviour/mabcq_recipe.py). 720 episodes (720k transitions) per agent, not 1M: the buffer holds "
+    "144 episodes, 20 % of 720.",
+    "Observations: every learner sees its agent's own observation (agent_obsk 1), not the full state the "
+    "paper's agents observe.",
+    "Hyper-parameters: mabcq.md Table 6 for HalfCheetah (batch 1024, MLPs 64-64, Q lr 1e-3, xi / G lr 1e-4, "
+    "epsilon 0.8, Phi 0.05, n 10, latent 10); DDPG: the same networks and learning rates without constraint.",
+    "Metric: final test return (mean of the final evaluation's episodes, stochastic BCQ action selection as the "
+    "paper); the curves are the periodic tests; the normalized view uses the references of "
+    "lit_omarl/envs/reference_returns.py.",
+    "Fig. 2 and Fig. 3 have no numbers (curves only): no paper column; compare orderings and shapes.",
+)
+
+
+def build_table() -> TableSpec:
+    return TableSpec(
+        name="mabcq_fig2",
+        title="MABCQ Fig. 2: final test return on MaMuJoCo with per-agent datasets",
+        metric="episode_return",
+        tasks=tuple(TASKS),
+        datasets=(DATASET,),
+        algorithms=ALGORITHMS,
+        profiles=PROFILES,
+        paper=PaperNumbers(source="mabcq.md Fig. 2 (learning curves only, no numbers given)"),
+        run_fn="lit_omarl.repro.mabcq:run_mabcq_cell",
+        prepare_fn="lit_omarl.repro.mabcq:prepare_mabcq",
+        overrides=OVERRIDES,
+        deviations=DEVIATIONS,
+    )
+
+
+def normalized_view(table: TableSpec) -> TableSpec:
+    return dataclasses.replace(table, name="mabcq_fig2_normalized", metric="normalized_score",
+                               title="MABCQ Fig. 2 (same runs): final normalized score on MaMuJoCo")
+
+
+def plot(table: TableSpec, results_dir: Path, profile: str) -> Path | None:
+    """results/mabcq_fig2[_<profile>].png from the CSV: test return and value spread vs updates."""
+    stem = output_stem(table, profile)
+    csv_path = results_dir / f"{stem}.csv"
+    if not csv_path.exists():
+        return None
+    panels = []
+    for curve, ylabel in (("return", "test return"), ("value_spread", "max_i V_i - min_i V_i (at s')")):
+        by_cell = curves_from_csv(csv_path, curve, group_by=("task", "algorithm"))
+        for task in table.tasks:
+            curves = {algo: by_cell[(task, algo)] for algo in ALGORITHMS if (task, algo) in by_cell}
+            if curves:
+                styles = {algo: f"C{ALGORITHMS.index(algo)}.-" for algo in curves}
+                panels.append({"curves": curves, "ylabel": ylabel, "styles": styles, "title": f"{task} ({DATASET})"})
+    if not panels:
+        return None
+    return plot_panels(panels, results_dir / f"{stem}.png",
+                       title="MABCQ Fig. 2 / 3 on MaMuJoCo (mean over seeds, band = min-max)")
+
+
+if __name__ == "__main__":
+    TABLE = build_table()
+    rest = None
+    code = main(TABLE, rest)
+    args = build_parser(TABLE).parse_args(rest)
+    render_view(TABLE, normalized_view(TABLE), rest)
+    plot(TABLE, Path(args.out) if args.out is not None else Path.cwd() / "results", args.profile)
+    raise SystemExit(code)

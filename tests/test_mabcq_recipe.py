@@ -1,0 +1,92 @@
+"""MABCQ's per-agent dataset recipe (mabcq.md Sec. 4.1) on MPE simple_spread's shipped MATD3 policies."""
+
+import numpy as np
+import pytest
+
+from lit_omarl.behaviour._recipe_common import RecipeError
+from lit_omarl.behaviour.mabcq_recipe import (agent_paths, mabcq_recipe, part_behaviours, part_counts, part_seed,
+                                              write_cards)
+from lit_omarl.cli import data_main
+from lit_omarl.data.generate import generate_dataset
+from lit_omarl.data.schema import read_dataset
+
+ENV = "mpe/simple_spread"
+
+
+@pytest.fixture(scope="module")
+def replay(tmp_path_factory):
+    path = tmp_path_factory.mktemp("replay") / "replay.h5"
+    generate_dataset(ENV, "uniform", 10, 5, out=path, batch_size=10)
+    return path
+
+
+def test_part_counts_follow_the_papers_shares():
+    assert part_counts(1000) == {"early": 200, "own_medium": 350, "own_expert": 350, "all_expert": 100}
+    assert part_counts(720) == {"early": 144, "own_medium": 252, "own_expert": 252, "all_expert": 72}
+    assert sum(part_counts(37).values()) == 37
+    with pytest.raises(RecipeError, match="too few"):
+        part_counts(3)
+
+
+def test_part_behaviours_give_agent_i_the_other_level():
+    refs = {"medium": "M", "expert": "X"}
+    b = part_behaviours(3, 1, refs, 0.1)
+    assert b["own_medium"] == "noise:0.1:agents:policy:X|policy:M|policy:X"
+    assert b["own_expert"] == "noise:0.1:agents:policy:M|policy:X|policy:M"
+    assert b["all_expert"] == "noise:0.1:agents:policy:X|policy:X|policy:X"
+    assert part_behaviours(2, 0, refs, 0.0)["own_medium"] == "agents:policy:M|policy:X"
+
+
+def test_files_are_the_stated_mixture_and_deterministic(tmp_path, replay):
+    out = tmp_path / "out"
+    items = mabcq_recipe(ENV, out, episodes=20, seed=1, batch_size=8, replay=replay, log=None)
+    assert [i.quality for i in items] == ["mabcq_agent0", "mabcq_agent1", "mabcq_agent2"]
+    assert all(i.status == "generated" and i.episodes == 20 for i in items)
+    early = read_dataset(replay).arrays
+    counts = part_counts(20)
+    for agent, path in enumerate(agent_paths(out, ENV)):
+        data = read_dataset(path)
+        assert int(data.attrs["agent"]) == agent
+        # the early share: the replay's first episodes, unchanged
+        np.testing.assert_array_equal(data.arrays["obs"][:counts["early"]], early["obs"][:counts["early"]])
+        np.testing.assert_array_equal(data.arrays["actions"][:counts["early"]], early["actions"][:counts["early"]])
+        # each generated part: exactly `lit-omarl data generate` of its behaviour and seed
+        start = counts["early"]
+        refs = {"medium": "mpe_simple_spread/medium", "expert": "mpe_simple_spread/expert"}
+        for part, behaviour in part_behaviours(3, agent, refs, 0.1).items():
+            arrays, _ = generate_dataset(ENV, behaviour, counts[part], part_seed(1, agent, part), batch_size=8)
+            stop = start + counts[part]
+            np.testing.assert_array_equal(data.arrays["actions"][start:stop], arrays["actions"])
+            np.testing.assert_array_equal(data.arrays["reward"][start:stop], arrays["reward"])
+            start = stop
+    # the agents' files differ (agent i plays the other level than its teammates)
+    a0, a1 = (read_dataset(p).arrays["actions"] for p in agent_paths(out, ENV)[:2])
+    assert not np.array_equal(a0, a1)
+    again = mabcq_recipe(ENV, out, episodes=20, seed=1, batch_size=8, replay=replay, log=None)
+    assert all(i.status == "cached" for i in again)
+    assert [i.sha256 for i in again] == [i.sha256 for i in items]
+    cards = write_cards(out, tmp_path / "cards", log=None)
+    assert len(cards) == 3 and "early 4, own_medium 7, own_expert 7, all_expert 2" in cards[0].read_text()
+
+
+def test_never_overwrites_and_checks_the_replay_size(tmp_path, replay):
+    out = tmp_path / "out"
+    mabcq_recipe(ENV, out, episodes=10, seed=0, batch_size=8, replay=replay, log=None)
+    with pytest.raises(RecipeError, match="mabcq_agent0.h5: exists but was made with other settings"):
+        mabcq_recipe(ENV, out, episodes=10, seed=2, batch_size=8, replay=replay, log=None)
+    items = mabcq_recipe(ENV, out, episodes=10, seed=2, batch_size=8, replay=replay, overwrite=True, log=None)
+    assert all(i.status == "generated" for i in items)
+    with pytest.raises(RecipeError, match=r"needs 12 episodes but .*replay.h5 holds 10; use --episodes <= 50"):
+        mabcq_recipe(ENV, tmp_path / "o2", episodes=60, replay=replay, log=None)
+    with pytest.raises(RecipeError, match="no such file"):
+        mabcq_recipe(ENV, tmp_path / "o3", episodes=10, replay=tmp_path / "missing.h5", log=None)
+
+
+def test_cli_prints_the_agent_paths(tmp_path, replay, capsys):
+    out = tmp_path / "cli"
+    assert data_main(["mabcq-recipe", "--env", ENV, "--out-dir", str(out), "--episodes", "10", "--batch-size", "8",
+                      "--replay", str(replay)]) == 0
+    text = capsys.readouterr().out
+    assert "3 per-agent datasets" in text and "mpe_simple_spread_mabcq_agent2.h5" in text
+    assert data_main(["mabcq-recipe", "--env", ENV, "--out-dir", str(out), "--episodes", "99", "--replay", str(replay)]) == 1
+    assert "use --episodes <= 50" in capsys.readouterr().err
