@@ -81,7 +81,7 @@ def main() -> None:
                   eval_mean_episode_length=round(steps / (a.repeats * a.eval_episodes), 1))
 
     # raw env step of the evaluation batch (no policy): stop everywhere
-    ts = env.reset(seed=0)
+    env.reset(seed=0)
     stop = torch.full((env.num_envs, env.spec.n_agents), 4)
     _, w, c = _timed(lambda: [env.step(stop) for _ in range(20)])
     result["env_step_ms_b%d" % env.num_envs] = round(1e3 * c / 20, 3)

@@ -43,8 +43,6 @@ TABLE = TableSpec(
         "not the authors' files (which are not published).",
         "InSPO w/o SPO is the ablation of inspo.md Fig. 5b (the paper shows it as a curve, without table numbers): "
         "InSPO's config with simultaneous updates.",
-        "InSPO w/o SPO is the ablation of inspo.md Fig. 5b (a curve in the paper, no table numbers): InSPO's "
-        "config with simultaneous instead of sequential updates.",
         "MACQL is not in the paper's table (added for comparison). OMAR, AlberDICE, OMIGA and MADTKD-style "
         "baselines are lit_omarl's own implementations of the published methods (see each algorithm's docstring "
         "for its deviations from the official code).",

@@ -164,8 +164,6 @@ def _joint_q(model: Any, obs: Any, state: Any, actions: Any) -> Any:
     value-decomposition layouts of lit_omarl: a critic on [state, obs_i, id_i] + mixer
     (ICQ) and a shared agent network on the agent inputs + mixer (QMIX, BCQ-MA, CFCQL...).
     """
-    import torch
-
     if callable(getattr(model, "joint_q", None)):
         return model.joint_q(obs, state, actions)
     if hasattr(model, "critic") and hasattr(model, "mixer") and not hasattr(model, "agent"):

@@ -82,7 +82,7 @@ def counterfactual_joint_actions(actions: torch.Tensor, samples: torch.Tensor) -
     Returns:
         [..., N, C, N, A]
     """
-    n, c = samples.shape[-3], samples.shape[-2]
+    n = samples.shape[-3]
     own = torch.eye(n, dtype=torch.bool, device=actions.device)[:, None, :, None]  # [N(i), 1, N(k), 1]
     data = actions[..., None, None, :, :]  # [..., 1, 1, N, A]
     cand = samples.unsqueeze(-2)  # [..., N, C, 1, A]
