@@ -36,8 +36,7 @@ import dataclasses
 from pathlib import Path
 
 from lit_omarl.repro import PaperNumbers, Profile, TableSpec, main
-from lit_omarl.repro.curves import curves_from_csv, plot_panels, render_view
-from lit_omarl.repro.render import output_stem
+from lit_omarl.repro.curves import plot_task_curves, render_view
 from lit_omarl.repro.smax import PAPER_SEEDS, parse_all_maps, run_maps, smax_table
 from lit_omarl.repro.table import build_parser
 
@@ -125,22 +124,9 @@ def return_view(table: TableSpec) -> TableSpec:
 
 def plot(table: TableSpec, results_dir: Path, profile: str) -> Path | None:
     """results/icq_fig4[_<profile>].png from the CSV: test win rate and return vs updates, per map."""
-    stem = output_stem(table, profile)
-    csv_path = results_dir / f"{stem}.csv"
-    if not csv_path.exists():
-        return None
-    panels = []
-    for curve, ylabel in (("win_rate", "test win rate"), ("return", "test return (SMAX, max 2)")):
-        by_cell = curves_from_csv(csv_path, curve, group_by=("task", "algorithm"))
-        for task in table.tasks:
-            curves = {algo: by_cell[(task, algo)] for algo in ALGORITHMS if (task, algo) in by_cell}
-            if curves:
-                styles = {algo: f"C{ALGORITHMS.index(algo)}.-" for algo in curves}
-                panels.append({"curves": curves, "ylabel": ylabel, "styles": styles, "title": f"{task} ({DATASET})"})
-    if not panels:
-        return None
-    return plot_panels(panels, results_dir / f"{stem}.png",
-                       title="ICQ Fig. 4 on SMAX (mean over seeds, band = min-max)")
+    return plot_task_curves(table, results_dir, profile,
+                            (("win_rate", "test win rate"), ("return", "test return (SMAX, max 2)")), ALGORITHMS,
+                            DATASET, "ICQ Fig. 4 on SMAX (mean over seeds, band = min-max)")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ import dataclasses
 from pathlib import Path
 
 from lit_omarl.repro import PaperNumbers, Profile, TableSpec, main
-from lit_omarl.repro.curves import curves_from_csv, plot_panels, render_view
+from lit_omarl.repro.curves import plot_task_curves, render_view
 from lit_omarl.repro.mabcq import DEFAULT_RECIPE_EPISODES, TASKS
-from lit_omarl.repro.render import output_stem
 from lit_omarl.repro.table import build_parser
 
 ALGORITHMS = ("MABCQ", "MABCQ w/o lambda_tn", "MABCQ w/o lambda_vd", "BCQ", "DDPG", "Behavior")
@@ -106,22 +105,9 @@ def normalized_view(table: TableSpec) -> TableSpec:
 
 def plot(table: TableSpec, results_dir: Path, profile: str) -> Path | None:
     """results/mabcq_fig2[_<profile>].png from the CSV: test return and value spread vs updates."""
-    stem = output_stem(table, profile)
-    csv_path = results_dir / f"{stem}.csv"
-    if not csv_path.exists():
-        return None
-    panels = []
-    for curve, ylabel in (("return", "test return"), ("value_spread", "max_i V_i - min_i V_i (at s')")):
-        by_cell = curves_from_csv(csv_path, curve, group_by=("task", "algorithm"))
-        for task in table.tasks:
-            curves = {algo: by_cell[(task, algo)] for algo in ALGORITHMS if (task, algo) in by_cell}
-            if curves:
-                styles = {algo: f"C{ALGORITHMS.index(algo)}.-" for algo in curves}
-                panels.append({"curves": curves, "ylabel": ylabel, "styles": styles, "title": f"{task} ({DATASET})"})
-    if not panels:
-        return None
-    return plot_panels(panels, results_dir / f"{stem}.png",
-                       title="MABCQ Fig. 2 / 3 on MaMuJoCo (mean over seeds, band = min-max)")
+    return plot_task_curves(table, results_dir, profile,
+                            (("return", "test return"), ("value_spread", "max_i V_i - min_i V_i (at s')")),
+                            ALGORITHMS, DATASET, "MABCQ Fig. 2 / 3 on MaMuJoCo (mean over seeds, band = min-max)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import lightning as L
 import torch
 
 
@@ -55,3 +58,25 @@ def one_training_step(model, data: dict[str, torch.Tensor]) -> dict:
     model.manual_backward = record
     loop.step()
     return seen
+
+
+class FixedBatchData(L.LightningDataModule):
+    """A data module that hands the same ``batch`` to every update (``sample()`` and an endless loader)."""
+
+    def __init__(self, spec: Any, batch: dict, sampling: str = "episode") -> None:
+        super().__init__()
+        self.spec, self.sampling, self.batch = spec, sampling, batch
+
+    def sample(self) -> dict:
+        return self.batch
+
+    def train_dataloader(self):
+        batch = self.batch
+
+        class Forever:
+            def __iter__(self):
+                while True:
+                    yield batch
+
+        return Forever()
+

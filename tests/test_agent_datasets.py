@@ -14,6 +14,8 @@ from lit_omarl.data.datamodule import BatchGroup, OfflineDataModule
 from lit_omarl.data.schema import DatasetError, example_arrays, write_dataset
 from lit_omarl.spec import EnvSpec
 
+from _batches import FixedBatchData
+
 SPEC = EnvSpec("test/agent_data", n_agents=3, obs_dim=2, state_dim=3, n_actions=2, action_type="continuous",
                episode_limit=4)
 NO_EVAL = {"eval_every_steps": 0, "final_eval_episodes": 0}
@@ -193,25 +195,6 @@ def _batch(reward: torch.Tensor, terminated: torch.Tensor, seed: int = 0) -> dic
     }
 
 
-class _Fixed(L.LightningDataModule):
-    def __init__(self, batch: dict) -> None:
-        super().__init__()
-        self.spec, self.sampling, self.batch = SPEC.to_dict(), "transition", batch
-
-    def sample(self) -> dict:
-        return self.batch
-
-    def train_dataloader(self):
-        batch = self.batch
-
-        class Forever:
-            def __iter__(self):
-                while True:
-                    yield batch
-
-        return Forever()
-
-
 @pytest.mark.parametrize("cls", [MABCQ, DDPGC])
 def test_identical_per_agent_rewards_equal_the_team_reward(cls):
     """Every column equal to the team reward: the same targets, so the same update bit for bit."""
@@ -225,7 +208,7 @@ def test_identical_per_agent_rewards_equal_the_team_reward(cls):
         extra = {"behaviour_pretrain_steps": 0} if cls is MABCQ else {}
         model = cls(spec=SPEC.to_dict(), agent_hidden_dim=8, **extra, **NO_EVAL)
         torch.manual_seed(1)
-        trainer(2).fit(model, datamodule=_Fixed(_batch(r, d)))
+        trainer(2).fit(model, datamodule=FixedBatchData(SPEC.to_dict(), _batch(r, d), "transition"))
         models.append(model)
     for (name, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items()):
         assert torch.equal(a, b), name
@@ -246,7 +229,7 @@ def test_mabcq_td_targets_use_each_agents_own_reward():
     losses = []
     original = model.optimise
     model.optimise = lambda opt, loss, clip: (losses.append(loss.item()), original(opt, loss, clip))
-    trainer(1).fit(model, datamodule=_Fixed(batch))
+    trainer(1).fit(model, datamodule=FixedBatchData(SPEC.to_dict(), batch, "transition"))
     expected = 0.0
     for k in range(2):
         for b in range(2):

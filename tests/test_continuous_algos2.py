@@ -17,28 +17,11 @@ from lit_omarl.algos import AWACC, ICQC, IQLC
 from lit_omarl.algos.losses.continuous import icq_c_actor_loss
 from lit_omarl.spec import EnvSpec
 
+from _batches import FixedBatchData
+
 NO_EVAL = {"eval_every_steps": 0, "final_eval_episodes": 0}
 # two agents, one obs entry, one state entry, one action dim in [-1, 1]
 SPEC = EnvSpec("test/c2", n_agents=2, obs_dim=1, state_dim=1, n_actions=1, action_type="continuous", episode_limit=2)
-
-
-class Data(L.LightningDataModule):
-    def __init__(self, batch: dict) -> None:
-        super().__init__()
-        self.spec, self.sampling, self.batch = SPEC, "episode", batch
-
-    def sample(self) -> dict:
-        return self.batch
-
-    def train_dataloader(self):
-        batch = self.batch
-
-        class Forever:
-            def __iter__(self):
-                while True:
-                    yield batch
-
-        return Forever()
 
 
 def fit_one_update(model, batch) -> dict[str, float]:
@@ -56,7 +39,7 @@ def fit_one_update(model, batch) -> dict[str, float]:
 
     model.optimise, model.step_optimizer = record_main, record
     L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, accelerator="cpu").fit(model, datamodule=Data(batch))
+              enable_model_summary=False, accelerator="cpu").fit(model, datamodule=FixedBatchData(SPEC, batch))
     return losses
 
 

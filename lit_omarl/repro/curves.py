@@ -354,6 +354,29 @@ def plot_panels(
     return path
 
 
+def plot_task_curves(table: Any, results_dir: Path, profile: str, curves: Sequence[tuple[str, str]],
+                     algorithms: Sequence[str], dataset: str, title: str) -> Path | None:
+    """``results/<table>[_<profile>].png`` from the table's CSV: one panel per (curve, task), one line per
+    algorithm (``curves``: (curve name of the ``<curve>_step_<k>`` columns, y label)); None without data."""
+    from lit_omarl.repro.render import output_stem
+
+    stem = output_stem(table, profile)
+    csv_path = Path(results_dir) / f"{stem}.csv"
+    if not csv_path.exists():
+        return None
+    panels = []
+    for curve, ylabel in curves:
+        by_cell = curves_from_csv(csv_path, curve, group_by=("task", "algorithm"))
+        for task in table.tasks:
+            lines = {algo: by_cell[(task, algo)] for algo in algorithms if (task, algo) in by_cell}
+            if lines:
+                styles = {algo: f"C{list(algorithms).index(algo)}.-" for algo in lines}
+                panels.append({"curves": lines, "ylabel": ylabel, "styles": styles, "title": f"{task} ({dataset})"})
+    if not panels:
+        return None
+    return plot_panels(panels, Path(results_dir) / f"{stem}.png", title=title)
+
+
 def render_view(table: Any, view: Any, argv: Sequence[str] | None = None) -> tuple[Path, Path] | None:
     """Render ``view`` (a copy of ``table`` with another name / metric / title) from ``table``'s finished runs.
 
