@@ -48,10 +48,10 @@ PROFILES = (
                         "episodes (a stand-in), 20 updates of 64 transitions, 1-episode tests, 1 seed"),
     Profile("default", seeds=(0, 1, 2),
             budget={"max_steps": 5000, "eval_every_steps": 500, "eval_episodes": 5, "final_eval_episodes": 10,
-                    "behaviour_pretrain_steps": 1000, "recipe_episodes": DEFAULT_RECIPE_EPISODES},
-            description=f"{DEFAULT_RECIPE_EPISODES}-episode files per agent (720k transitions), 1000 VAE updates then "
-                        "5000 updates of 1024 transitions, 5-episode tests every 500 updates, 10-episode final "
-                        "test, 3 seeds"),
+                    "recipe_episodes": DEFAULT_RECIPE_EPISODES},
+            description=f"{DEFAULT_RECIPE_EPISODES}-episode files per agent (720k transitions), 5000 VAE updates "
+                        "(Algorithm 1 line 4; Behavior: its whole training) then 5000 updates of 1024 transitions, "
+                        "5-episode tests every 500 updates, 10-episode final test, 3 seeds"),
     Profile("paper", seeds=PAPER_SEEDS,
             budget={"max_steps": 300_000, "eval_every_steps": 5000, "eval_episodes": 10, "final_eval_episodes": 10,
                     "recipe_episodes": DEFAULT_RECIPE_EPISODES},
