@@ -93,6 +93,32 @@ def test_recipe_never_overwrites_a_foreign_or_different_file(shipped, tmp_path):
         cr.continuous_recipe(ENV, out, episodes=2, policy_dir=tmp_path / "nothing", log=None)
 
 
+def test_reshipped_policies_are_not_reused(shipped, tmp_path):
+    """medium / expert files record the policies' digest: other policies in the folder are an error, not a silent reuse;
+    a file made before the digest was recorded is still accepted."""
+    import shutil
+
+    import h5py
+
+    root, _ = shipped
+    policies = tmp_path / "policies"
+    shutil.copytree(root / "policies", policies)
+    out = tmp_path / "e"
+    kw = dict(episodes=6, seed=0, batch_size=6, policy_dir=policies, log=None, qualities=["random", "expert"])
+    items = cr.continuous_recipe(ENV, out, **kw)
+    expert = cr.dataset_path(out, ENV, "expert")
+    assert len(read_dataset(expert).attrs["policies_sha256"]) == 64 and "policies_sha256" not in read_dataset(
+        cr.dataset_path(out, ENV, "random")).attrs
+    shutil.copyfile(policies / "medium.pt", policies / "expert.pt")  # "re-ship" another expert
+    with pytest.raises(cr.RecipeError, match="mpe_simple_spread_expert.h5: exists but was made with other settings "
+                                             r"\(policies_sha256: file has"):
+        cr.continuous_recipe(ENV, out, **kw)
+    with h5py.File(expert, "r+") as f:  # as written before the digest was recorded
+        del f.attrs["policies_sha256"]
+    again = cr.continuous_recipe(ENV, out, **kw)
+    assert [i.status for i in again] == ["cached", "cached"] and again[0].sha256 == items[0].sha256
+
+
 def test_cards_and_cli(shipped, tmp_path, capsys):
     from lit_omarl.cli import main
 

@@ -93,6 +93,14 @@ def replay_source(prog: str, replay: str | Path) -> tuple[Path, str]:
 
 
 # ------------------------------------------------------------------ files
+def policies_sha256(folder: Path, names: Iterable[str] = ("medium.pt", "expert.pt")) -> str:
+    """One digest of a policy folder's checkpoints (what a generated dataset's behaviour depends on)."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update(f"{name}:{sha256_file(Path(folder) / name)};".encode())
+    return h.hexdigest()
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 24) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -108,14 +116,17 @@ def read_attrs(path: Path) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
 
 
-def check_existing(path: Path, want: dict[str, Any]) -> None:
-    """RecipeError unless the file at ``path`` is a dataset made with the settings ``want``."""
+def check_existing(path: Path, want: dict[str, Any], recorded_only: Iterable[str] = ()) -> None:
+    """RecipeError unless the file at ``path`` is a dataset made with the settings ``want``; keys in
+    ``recorded_only`` are compared only when the file records them (settings older files did not store)."""
     try:
         have = read_attrs(path)
     except OSError as err:
         raise RecipeError(f"{path}: exists but is not a readable dataset ({err}); it is not overwritten "
                           "(remove it, choose another --out-dir, or pass --overwrite)") from None
-    diff = {k: (have.get(k), v) for k, v in want.items() if str(have.get(k)) != str(v)}
+    optional = set(recorded_only)
+    diff = {k: (have.get(k), v) for k, v in want.items()
+            if str(have.get(k)) != str(v) and not (k in optional and k not in have)}
     if diff:
         detail = "; ".join(f"{k}: file has {a!r}, recipe asks {b!r}" for k, (a, b) in diff.items())
         raise RecipeError(f"{path}: exists but was made with other settings ({detail}); it is not overwritten "
@@ -169,11 +180,12 @@ def finish_common(item: Any, path: Path, previous: dict[str, Any], keep: tuple[s
 
 
 def make_or_check(item: Any, path: Path, want: dict[str, Any], overwrite: bool, make: Callable[[], None],
-                  say: Callable[[str], None] | None = None, message: str = "") -> None:
-    """An existing ``path`` (and not ``overwrite``) must have been made with ``want`` (item stays "cached");
-    else ``make()`` writes it: item becomes "generated" with load average, wall and CPU time."""
+                  say: Callable[[str], None] | None = None, message: str = "", recorded_only: Iterable[str] = ()) -> None:
+    """An existing ``path`` (and not ``overwrite``) must have been made with ``want`` (item stays "cached";
+    ``recorded_only``: :func:`check_existing`); else ``make()`` writes it: item becomes "generated" with load
+    average, wall and CPU time."""
     if path.exists() and not overwrite:
-        check_existing(path, want)
+        check_existing(path, want, recorded_only)
         return
     item.status, item.load_average = "generated", load_str()
     if say is not None:

@@ -41,7 +41,10 @@ function of (env, policies, episodes, seed, batch_size, noise). Generation
 seeds: random ``1000 * seed + 1``, medium ``+ 2``, expert ``+ 3``. An existing
 file made with the same settings is reused ("cached"); a file made otherwise
 (or not a dataset at all) is never overwritten (error naming the file and the
-difference) unless ``overwrite``. ``recipe.json`` in the directory records,
+difference) unless ``overwrite``. medium / expert files record the sha256 of
+the policy folder's medium.pt and expert.pt (``policies_sha256``), so re-shipped
+policies are an error there, never a silent reuse (files written before that
+attribute existed are accepted). ``recipe.json`` in the directory records,
 per file, the equivalent ``lit-omarl data generate`` command, wall time, env
 steps, size and sha256; :func:`write_cards` turns it into dataset cards.
 """
@@ -62,6 +65,7 @@ import torch
 from lit_omarl.behaviour._recipe_common import MANIFEST  # noqa: F401  (re-exported)
 from lit_omarl.behaviour._recipe_common import (RecipeError, RecipeItemBase, card_head, card_tail, check_batch_size,
                                                 finish_common, level_refs, load_manifest, load_str, make_or_check,
+                                                policies_sha256,
                                                 recipe_cache_dir, recipe_command, replay_source, reuse, sha256_file,
                                                 shell, wanted_qualities, write_cards_common, write_manifest)
 
@@ -233,6 +237,9 @@ def continuous_recipe(
         behaviour, gen_seed = specs[quality], generation_seed(quality, seed)
         b = min(batch_size, episodes)
         want = {"env": env_id, "behaviour": behaviour, "seed": gen_seed, "n_episodes": episodes, "batch_size": b}
+        extra = {"recipe": recipe_attr}
+        if quality in ("medium", "expert"):  # a re-shipped policy must not reuse the old files
+            want["policies_sha256"] = extra["policies_sha256"] = policies_sha256(policy_folder(env_id, policy_dir)[0])
         opts = [x for k, v in env_options.items() for x in ("--option", f"{k}={json.dumps(v)}")]
         command = shell(["lit-omarl", "data", "generate", "--env", env_id, "--behaviour", behaviour, "--episodes", episodes,
                          "--seed", gen_seed, "--batch-size", batch_size, "--quality", quality, *opts, "--out", path])
@@ -240,8 +247,9 @@ def continuous_recipe(
         make_or_check(item, path, want, overwrite,
                       lambda: generate_dataset(env_id, behaviour, episodes, gen_seed, out=path, env_options=env_options,
                                                batch_size=batch_size, overwrite=overwrite, quality=quality,
-                                               extra_attrs={"recipe": recipe_attr}),
-                      say, f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {b}) ...")
+                                               extra_attrs=extra),
+                      say, f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {b}) ...",
+                      recorded_only=("policies_sha256",))
         items.append(_finish(item, path, previous))
         _log_item(items[-1], say)
 

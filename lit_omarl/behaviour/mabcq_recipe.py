@@ -45,10 +45,11 @@ from typing import Any, Callable
 import numpy as np
 
 from lit_omarl.behaviour._recipe_common import (RecipeError, card_head, card_tail, check_batch_size, finish_common,
-                                                load_manifest, make_or_check, recipe_cache_dir, sha256_file,
+                                                load_manifest, make_or_check, policies_sha256, recipe_cache_dir,
+                                                sha256_file,
                                                 write_cards_common, write_manifest)
 from lit_omarl.behaviour.continuous_recipe import (DEFAULT_NOISE, RecipeItem, default_episodes, env_dir,
-                                                   load_policies_meta, policy_refs)
+                                                   load_policies_meta, policy_folder, policy_refs)
 
 SHARES = {"early": 0.20, "own_medium": 0.35, "own_expert": 0.35, "all_expert": 0.10}
 PART_OFFSETS = {"own_medium": 1, "own_expert": 2, "all_expert": 3}
@@ -162,6 +163,7 @@ def mabcq_recipe(
                           f"use --episodes <= {limit}")
     counts = part_counts(episodes)
     replay_digest = sha256_file(replay_path)
+    policies_digest = policies_sha256(policy_folder(env_id, policy_dir)[0])
     spec = early_data.spec
     out = Path(out_dir).expanduser() if out_dir is not None else default_out_dir(env_id, episodes, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +178,8 @@ def mabcq_recipe(
         path = dataset_path(out, env_id, agent)
         quality = agent_quality(agent)
         specs = part_behaviours(spec.n_agents, agent, refs, noise)
-        want = {"env": env_id, "recipe": recipe_attr, "agent": agent, "n_episodes": episodes}
+        want = {"env": env_id, "recipe": recipe_attr, "agent": agent, "n_episodes": episodes,
+                "policies_sha256": policies_digest}
         item = RecipeItem(quality, str(path), "cached", " + ".join(f"{k}: {v}" for k, v in specs.items()), int(seed))
 
         def make(agent: int = agent, path: Path = path, specs: dict[str, str] = specs) -> None:
@@ -197,10 +200,12 @@ def mabcq_recipe(
                               for part, b in specs.items()}}
             attrs = {"spec": spec, "quality": quality, "behaviour": item.behaviour, "seed": int(seed),
                      "agent": agent, "recipe": recipe_attr, "composition": composition,
+                     "policies_sha256": policies_digest,
                      "source": "lit_omarl mabcq-recipe (mabcq.md Sec. 4.1)"}
             write_dataset(path, arrays, attrs, overwrite=overwrite)
 
-        make_or_check(item, path, want, overwrite, make, say, f"[{quality}] writing {path} ...")
+        make_or_check(item, path, want, overwrite, make, say, f"[{quality}] writing {path} ...",
+                      recorded_only=("policies_sha256",))
         a = finish_common(item, path, previous, ("seconds", "cpu_seconds", "load_average", "command", "note", "extra"))
         item.return_mean = float(a["return_mean"])
         item.extra = {"parts (episodes)": ", ".join(f"{k} {v}" for k, v in counts.items())}

@@ -70,6 +70,7 @@ import numpy as np
 from lit_omarl.behaviour._recipe_common import MANIFEST  # noqa: F401  (re-exported)
 from lit_omarl.behaviour._recipe_common import (RecipeError, RecipeItemBase, card_head, card_tail, check_batch_size,
                                                 finish_common, level_refs, load_manifest, load_str, make_or_check,
+                                                policies_sha256,
                                                 recipe_cache_dir, recipe_command, replay_source, reuse, sha256_file,
                                                 shell, wanted_qualities, write_cards_common, write_manifest)
 
@@ -205,6 +206,12 @@ def smax_recipe(
     items: list[RecipeItem] = []
     say = log or (lambda _msg: None)
     recipe_attr = f"smax-recipe map={map_name} episodes={episodes} seed={int(seed)} batch_size={batch_size}"
+    extra = {"recipe": recipe_attr}
+    if generated:  # every generated quality rolls out the policies: a re-shipped policy must not reuse old files
+        from lit_omarl.behaviour import ASSETS
+
+        folder = ASSETS / f"smax_{map_name}" if policy_dir is None else Path(policy_dir).expanduser().resolve()
+        extra["policies_sha256"] = policies_sha256(folder)
 
     for quality in order:
         path = dataset_path(out, map_name, quality)
@@ -217,14 +224,16 @@ def smax_recipe(
             continue
         behaviour, gen_seed = specs[quality], generation_seed(quality, seed)
         b = batch_size if behaviour.startswith("band:") else min(batch_size, episodes)  # what generate_dataset records
-        want = {"env": env_id, "behaviour": behaviour, "seed": gen_seed, "n_episodes": episodes, "batch_size": b}
+        want = {"env": env_id, "behaviour": behaviour, "seed": gen_seed, "n_episodes": episodes, "batch_size": b,
+                "policies_sha256": extra["policies_sha256"]}
         command = shell(["lit-omarl", "data", "generate", "--env", env_id, "--behaviour", behaviour, "--episodes", episodes,
                          "--seed", gen_seed, "--batch-size", batch_size, "--quality", quality, "--out", path])
         item = RecipeItem(quality, str(path), "cached", behaviour, gen_seed, command=command)
         make_or_check(item, path, want, overwrite,
                       lambda: generate_dataset(env_id, behaviour, episodes, gen_seed, out=path, batch_size=batch_size,
-                                               overwrite=overwrite, quality=quality, extra_attrs={"recipe": recipe_attr}),
-                      say, f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {batch_size}) ...")
+                                               overwrite=overwrite, quality=quality, extra_attrs=extra),
+                      say, f"[{quality}] generating {episodes} episodes of {behaviour!r} (seed {gen_seed}, batch {batch_size}) ...",
+                      recorded_only=("policies_sha256",))
         items.append(_finish(item, path, previous))
         _log_item(items[-1], say)
 
