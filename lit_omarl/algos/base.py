@@ -114,12 +114,12 @@ class OfflineMARLModule(L.LightningModule):
         @functools.wraps(step)
         def training_step(self: OfflineMARLModule, batch: Any, batch_idx: int) -> Any:
             if not isinstance(batch, BatchGroup):
-                return step(self, batch, batch_idx)
+                return step(self, self.transform_batch(batch), batch_idx)
             max_steps = self.trainer.max_steps if self._trainer is not None else -1
             for one in batch:
                 if max_steps is not None and 0 <= max_steps <= self.trainer.global_step:
                     break
-                step(self, one, batch_idx)
+                step(self, self.transform_batch(one), batch_idx)
             return None
 
         training_step._takes_groups = True  # type: ignore[attr-defined]
@@ -447,6 +447,11 @@ class OfflineMARLModule(L.LightningModule):
         return True if should is None else bool(should)
 
     # ---- behaviour model pre-training ----------------------------------------
+    def transform_batch(self, batch: Batch) -> Batch:
+        """Applied to every batch before an update (training steps and behaviour pre-training): identity here;
+        continuous modules standardise their inputs with it (``normalize_inputs``)."""
+        return batch
+
     def behaviour_pretrain_budget(self) -> tuple[int, int]:
         """(max updates, patience) of behaviour pre-training; (0, 0) = no behaviour model."""
         return 0, 0
@@ -496,7 +501,7 @@ class OfflineMARLModule(L.LightningModule):
             )
         best, since_best, step, loss = math.inf, 0, 0, torch.tensor(math.nan)
         for step in range(1, max_steps + 1):
-            loss = self.behaviour_update(sample())
+            loss = self.behaviour_update(self.transform_batch(sample()))
             if self.logger is not None and step % 100 == 0:
                 self.logger.log_metrics({"behaviour/nll": float(loss)}, step=step)
             if patience > 0:  # official rule: stop after `patience` updates without a new minimum

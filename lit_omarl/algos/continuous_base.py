@@ -49,6 +49,14 @@ class ContinuousModule(OfflineMARLModule):
         exploration_noise: std of the Gaussian noise (in units of half the
             action range) added by ``act(deterministic=False)`` (the code's
             ``gaussian_noise_std`` 0.1).
+        normalize_inputs: standardise observations (per agent and feature) and
+            the state (per feature) with the dataset's mean and std + 1e-3 over
+            its valid steps (TD3+BC's state normalisation), in every training
+            batch and in ``act()``. The statistics are computed from
+            ``trainer.datamodule.input_statistics()`` at the start of every fit
+            and kept in the checkpoint (buffers ``obs_shift`` / ``obs_scale`` /
+            ``state_shift`` / ``state_scale``). OUR CHOICE for the MaMuJoCo
+            configs, whose observations have features of std 0.1 to 10.
         **kwargs: arguments of :class:`OfflineMARLModule`.
     """
 
@@ -62,6 +70,7 @@ class ContinuousModule(OfflineMARLModule):
         spec: dict | None = None,
         agent_action_dims: list[int] | None = None,
         exploration_noise: float = 0.1,
+        normalize_inputs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(spec=spec, **kwargs)
@@ -81,6 +90,31 @@ class ContinuousModule(OfflineMARLModule):
         self.register_buffer("action_mask", (torch.arange(s.n_actions)[None] < torch.tensor(dims)[:, None]).float(), persistent=False)
         self.low, self.high = float(s.action_low), float(s.action_high)
         self.half_range = 0.5 * (self.high - self.low)
+        if normalize_inputs:  # only then: checkpoints of unnormalised models keep their keys
+            self.register_buffer("obs_shift", torch.zeros(s.n_agents, s.obs_dim))
+            self.register_buffer("obs_scale", torch.ones(s.n_agents, s.obs_dim))
+            self.register_buffer("state_shift", torch.zeros(s.state_dim))
+            self.register_buffer("state_scale", torch.ones(s.state_dim))
+
+    # ---- input normalisation ---------------------------------------------------
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if not self.hparams.normalize_inputs:
+            return
+        stats = getattr(getattr(self.trainer, "datamodule", None), "input_statistics", None)
+        if stats is None:
+            raise RuntimeError(f"{type(self).__name__}(normalize_inputs=True) takes its statistics from "
+                               "trainer.datamodule.input_statistics(); fit with lit_omarl's OfflineDataModule")
+        values = stats()
+        for name, key in (("obs_shift", "obs_mean"), ("obs_scale", "obs_std"), ("state_shift", "state_mean"),
+                          ("state_scale", "state_std")):
+            getattr(self, name).copy_(values[key].to(getattr(self, name)))
+
+    def transform_batch(self, batch: Batch) -> Batch:
+        if not self.hparams.normalize_inputs:
+            return batch
+        return {**batch, "obs": (batch["obs"] - self.obs_shift) / self.obs_scale,
+                "state": (batch["state"] - self.state_shift) / self.state_scale}
 
     # ---- actions ---------------------------------------------------------------
     def squash(self, u: torch.Tensor) -> torch.Tensor:
@@ -106,6 +140,8 @@ class ContinuousModule(OfflineMARLModule):
         """
         out_device = obs.device if isinstance(obs, torch.Tensor) else torch.device("cpu")
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if self.hparams.normalize_inputs:
+            obs = (obs - self.obs_shift) / self.obs_scale
         if hidden is None:
             hidden = {"h": None, "last_action": obs.new_zeros(*obs.shape[:2], self.spec.n_actions)}
         actions, h = self._continuous_actions(self.agent_inputs.build(obs, hidden["last_action"]), hidden["h"], deterministic)

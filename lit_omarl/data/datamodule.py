@@ -307,6 +307,27 @@ class OfflineDataModule(L.LightningDataModule):
         data = read_dataset(self.path)  # the whole file, validated (raises the schema's errors)
         return data.arrays, data.spec
 
+    def input_statistics(self) -> dict[str, torch.Tensor]:
+        """Mean and std + 1e-3 of the observations ([N, O], per agent and feature) and of the state ([S])
+        over the valid steps of the data used for training (``normalize_inputs`` of the continuous modules;
+        with ``agent_paths`` agent i's observations come from file i and the state from file 0)."""
+        if not self._loaded():
+            self.setup()
+        if self._agent_data is not None:
+            parts = [data.input_statistics() for data in self._agent_data]
+            out = {key: torch.stack([p[key][i] for i, p in enumerate(parts)]) for key in ("obs_mean", "obs_std")}
+            out.update({key: parts[0][key] for key in ("state_mean", "state_std")})
+            return out
+        t = self._tensors
+        assert t is not None
+        valid = t["mask"].bool()
+        out = {}
+        for key, values in (("obs", t["obs"][:, : valid.shape[1]][valid]), ("state", t["state"][:, : valid.shape[1]][valid])):
+            x = values.double()
+            out[f"{key}_mean"] = x.mean(0).float()
+            out[f"{key}_std"] = (x.std(0, unbiased=False) + 1e-3).float()
+        return out
+
     # ---- sampling ----------------------------------------------------------
     def sample(self, batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """One batch in the CONTRACTS.md format, on the training device."""
