@@ -90,3 +90,27 @@ def test_cli_prints_the_agent_paths(tmp_path, replay, capsys):
     assert "3 per-agent datasets" in text and "mpe_simple_spread_mabcq_agent2.h5" in text
     assert data_main(["mabcq-recipe", "--env", ENV, "--out-dir", str(out), "--episodes", "99", "--replay", str(replay)]) == 1
     assert "use --episodes <= 50" in capsys.readouterr().err
+
+
+def test_mabcq_fig2_cells_pass_per_agent_data_and_optional_budget_keys():
+    """vae_lr / behaviour_pretrain_steps reach only the models that take them (DDPG has no VAE)."""
+    import importlib.util
+    from pathlib import Path
+
+    from lit_omarl.repro.runner import expand_grid
+    from lit_omarl.repro.train import cell_overrides, config_algorithm
+
+    spec = importlib.util.spec_from_file_location(
+        "mabcq_fig2", Path(__file__).resolve().parents[1] / "reproductions" / "mabcq_fig2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runs = {r.label: r for r in expand_grid(module.build_table(), "default")}
+    assert len(runs) == 6 * 3
+    budget = lambda r: {k: v for k, v in r.budget.items() if not k.startswith("recipe_")}  # noqa: E731
+    ddpg = runs["HalfCheetah-2x3/mabcq/DDPG/seed0"]
+    cli = cell_overrides(ddpg, f"{config_algorithm(ddpg)}/mamujoco/HalfCheetah-2x3.yaml", budget(ddpg))
+    assert "model.init_args.vae_lr" not in cli and cli["trainer.max_steps"] == 5000
+    ablation = runs["HalfCheetah-2x3/mabcq/MABCQ w/o lambda_tn/seed2"]
+    cli = cell_overrides(ablation, f"{config_algorithm(ablation)}/mamujoco/HalfCheetah-2x3.yaml", budget(ablation))
+    assert cli["model.init_args.vae_lr"] == 1e-3 and cli["model.init_args.use_lambda_tn"] is False
+    assert config_algorithm(runs["HalfCheetah-2x3/mabcq/Behavior/seed1"]) == "mabcq_behavior"

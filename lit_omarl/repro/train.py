@@ -99,7 +99,10 @@ BUDGET_KEYS = {
     "episodes": "data.episodes",
     # applied only to algorithms that have a behaviour model (others ignore it)
     "behaviour_pretrain_steps": "model.init_args.behaviour_pretrain_steps",
+    "vae_lr": "model.init_args.vae_lr",
 }
+#: budget keys applied only to the models that take them (the others of the table ignore them)
+OPTIONAL_BUDGET_KEYS = ("behaviour_pretrain_steps", "vae_lr")
 
 
 def _model_accepts(config: str, arg: str) -> bool:
@@ -127,7 +130,7 @@ def cell_overrides(run, config: str, budget: Mapping[str, Any] | None = None) ->
     for key, value in (run.budget if budget is None else budget).items():
         if key not in BUDGET_KEYS:
             raise ValueError(f"{run.label}: unknown budget key {key!r} (known: {sorted(BUDGET_KEYS)})")
-        if key == "behaviour_pretrain_steps" and not _model_accepts(config, key):
+        if key in OPTIONAL_BUDGET_KEYS and not _model_accepts(config, key):
             continue
         overrides[BUDGET_KEYS[key]] = value
     for key, value in run.overrides.items():
