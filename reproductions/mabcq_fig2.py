@@ -83,7 +83,10 @@ DEVIATIONS = (
     "Metric: final test return (mean of the final evaluation's episodes, stochastic BCQ action selection as the "
     "paper); the curves are the periodic tests; the normalized view uses the references of "
     "lit_omarl/envs/reference_returns.py.",
-    "Fig. 2 and Fig. 3 have no numbers (curves only): no paper column; compare orderings and shapes.",
+    "Fig. 2 and Fig. 3 have no numbers (curves only): no paper column; compare orderings and shapes. The "
+    "paper's text (Sec. 4.2): MABCQ outperforms every baseline; w/o lambda_tn clearly above BCQ; w/o lambda_vd "
+    "close to BCQ (above it late in Ant); BCQ above the behaviour policies but mediocre; DDPG hardly improves. "
+    "Fig. 3: lambda_tn reduces the difference in value estimates between agents.",
 )
 
 
