@@ -28,9 +28,6 @@ TABLE = TableSpec(
     run_fn="lit_omarl.repro.train:run_cell",
     overrides={("*", "*", "InSPO w/o entropy"): {"config_algorithm": "inspo", "use_entropy": False}},
     deviations=(
-        "Seeds: runs finished before 2026-11-22 05:05 UTC (lit_omarl before the commit 'reproductions seed every stream') "
-        "took the run seed for network initialisation and training randomness only; their batch order (data.seed) "
-        "and evaluation episodes (model seed) were seed 0 in every run, so their +- understates seed-to-seed variance.",
         "The paper's Table 2 numbers are not available in our copy of inspo.md; its text claims: on (a) most "
         "algorithms find the optimal NE (C,C) = 20, on (b) only InSPO does. Compare our columns with that claim.",
         "Off-diagonal payoffs of M-NE are not given in the paper; we use 0.",
