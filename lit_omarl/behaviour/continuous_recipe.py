@@ -228,6 +228,8 @@ def continuous_recipe(
                                 policy_dir, replay)
     say = log or (lambda _msg: None)
     recipe_attr = f"continuous-recipe env={env_id} episodes={episodes} seed={int(seed)} batch_size={batch_size} noise={noise:g}"
+    # medium / expert record the policies they roll out: a re-shipped policy must not reuse their files
+    policies_digest = policies_sha256(policy_folder(env_id, policy_dir)[0]) if "medium" in specs or "expert" in specs else ""
     items: list[RecipeItem] = []
     for quality in [q for q in QUALITIES if q in wanted]:
         path = dataset_path(out, env_id, quality)
@@ -238,8 +240,8 @@ def continuous_recipe(
         b = min(batch_size, episodes)
         want = {"env": env_id, "behaviour": behaviour, "seed": gen_seed, "n_episodes": episodes, "batch_size": b}
         extra = {"recipe": recipe_attr}
-        if quality in ("medium", "expert"):  # a re-shipped policy must not reuse the old files
-            want["policies_sha256"] = extra["policies_sha256"] = policies_sha256(policy_folder(env_id, policy_dir)[0])
+        if quality in ("medium", "expert"):
+            want["policies_sha256"] = extra["policies_sha256"] = policies_digest
         opts = [x for k, v in env_options.items() for x in ("--option", f"{k}={json.dumps(v)}")]
         command = shell(["lit-omarl", "data", "generate", "--env", env_id, "--behaviour", behaviour, "--episodes", episodes,
                          "--seed", gen_seed, "--batch-size", batch_size, "--quality", quality, *opts, "--out", path])

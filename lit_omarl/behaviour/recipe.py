@@ -107,18 +107,22 @@ def default_out_dir(map_name: str, episodes: int, seed: int) -> Path:
     return recipe_cache_dir("smax_recipe", map_name, episodes, seed)
 
 
+def policy_folder(map_name: str, policy_dir: str | Path | None = None) -> tuple[Path, bool]:
+    """(folder of a map's medium.pt / expert.pt, whether it is the shipped one)."""
+    from lit_omarl.behaviour import ASSETS
+
+    if policy_dir is None:
+        return ASSETS / f"smax_{map_name}", True
+    return Path(policy_dir).expanduser().resolve(), False
+
+
 def policy_refs(map_name: str, policy_dir: str | Path | None = None) -> dict[str, str]:
     """The ``policy:`` references of the medium and expert policies of a map.
 
     Shipped ones are named ``smax_<map>/<level>`` (install-independent);
     ``policy_dir`` (a folder with medium.pt and expert.pt) gives absolute paths.
     """
-    from lit_omarl.behaviour import ASSETS
-
-    if policy_dir is None:
-        folder, shipped = ASSETS / f"smax_{map_name}", True
-    else:
-        folder, shipped = Path(policy_dir).expanduser().resolve(), False
+    folder, shipped = policy_folder(map_name, policy_dir)
     missing = [f"{level}.pt" for level in ("medium", "expert") if not (folder / f"{level}.pt").is_file()]
     if missing:
         where = f"lit_omarl/assets/behaviour/smax_{map_name}/" if shipped else f"--policy-dir {folder}"
@@ -208,10 +212,7 @@ def smax_recipe(
     recipe_attr = f"smax-recipe map={map_name} episodes={episodes} seed={int(seed)} batch_size={batch_size}"
     extra = {"recipe": recipe_attr}
     if generated:  # every generated quality rolls out the policies: a re-shipped policy must not reuse old files
-        from lit_omarl.behaviour import ASSETS
-
-        folder = ASSETS / f"smax_{map_name}" if policy_dir is None else Path(policy_dir).expanduser().resolve()
-        extra["policies_sha256"] = policies_sha256(folder)
+        extra["policies_sha256"] = policies_sha256(policy_folder(map_name, policy_dir)[0])
 
     for quality in order:
         path = dataset_path(out, map_name, quality)

@@ -32,8 +32,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from lit_omarl.repro.smax import RECIPE_KEYS, shipped_maps
-from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
+from lit_omarl.repro.smax import shipped_maps
+from lit_omarl.repro.train import config_algorithm, fit_recipe_cell
 
 BANDS = ("omac_good", "omac_medium", "omac_poor")
 MIX_QUALITY = "icq_mix"
@@ -162,16 +162,10 @@ def eval_curves(logdir: Path, final: dict[str, float], max_steps: int) -> dict[s
 def run_icq_cell(run: Any, workdir: Path) -> dict[str, float]:
     """``run_fn``: the column's SMAX config (QMIX: :data:`QMIX_SMAX`) on the map's ``icq_mix`` file,
     then the periodic test evaluations as curve scores (:func:`eval_curves`)."""
-    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
-    path = mix_path(run.task, dict(run.budget))
-    if not path.is_file():
-        raise FileNotFoundError(f"{run.label}: dataset {path} does not exist (see the prepare step's messages)")
     algorithm = config_algorithm(run)
     config = qmix_config(workdir) if algorithm == "qmix" else f"{algorithm}/smax/2s3z_expert.yaml"
-    overrides = cell_overrides(run, config, budget)
-    overrides.update({"data.path": str(path), "data.env": None, "data.behaviour": None})
-    scores = fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
-    max_steps = int(budget.get("max_steps", 0))
+    scores = fit_recipe_cell(run, workdir, mix_path(run.task, dict(run.budget)), config)
+    max_steps = int(run.budget.get("max_steps", 0))
     if max_steps > 0:
         scores.update(eval_curves(Path(workdir) / "tb" / "version_0", scores, max_steps))
     return scores

@@ -24,11 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
+from lit_omarl.repro.train import config_algorithm, fit_recipe_cell
 
 #: the table's task names -> env ids
 TASKS = {"HalfCheetah-2x3": "mamujoco/HalfCheetah-2x3"}
-RECIPE_KEYS = ("recipe_episodes", "recipe_seed", "recipe_early")
 DEFAULT_RECIPE_EPISODES = 720  # all the HalfCheetah-2x3 replay buffer allows (144 early episodes = 20 %)
 SPREAD_TAG = "train/value_spread"
 
@@ -85,17 +84,8 @@ def run_mabcq_cell(run: Any, workdir: Path) -> dict[str, float]:
     from lit_omarl.repro.icq import eval_curves
 
     files = agent_files(run.task, dict(run.budget))
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing or not files:
-        raise FileNotFoundError(f"{run.label}: per-agent datasets missing ({', '.join(missing) or 'none listed'}; "
-                                "see the prepare step's messages)")
-    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
-    config = f"{config_algorithm(run)}/mamujoco/{run.task}.yaml"
-    overrides = cell_overrides(run, config, budget)
-    overrides.update({"data.agent_paths": [str(f) for f in files], "data.path": None, "data.env": None,
-                      "data.behaviour": None})
-    scores = fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
-    max_steps = int(budget.get("max_steps", 0))
+    scores = fit_recipe_cell(run, workdir, files, f"{config_algorithm(run)}/mamujoco/{run.task}.yaml")
+    max_steps = int(run.budget.get("max_steps", 0))
     if max_steps > 0:
         logdir = Path(workdir) / "tb" / "version_0"
         scores.update(eval_curves(logdir, scores, max_steps))

@@ -30,9 +30,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from lit_omarl.repro.mpe import PAPER_SEEDS, fit_recipe_cell, prepare_recipes, recipe_path
+from lit_omarl.repro.mpe import PAPER_SEEDS, prepare_recipes, recipe_path
 from lit_omarl.repro.table import Profile
-from lit_omarl.repro.train import config_algorithm
+from lit_omarl.repro.train import config_algorithm, fit_recipe_cell
 
 if TYPE_CHECKING:
     from lit_omarl.repro.table import TableSpec

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lit_omarl.repro.table import Profile, TableSpec
-from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
+from lit_omarl.repro.train import config_algorithm, fit_recipe_cell
 
 PAPER_SEEDS = (0, 1, 2, 3, 4)
-RECIPE_KEYS = ("recipe_episodes", "recipe_seed")
 DEFAULT_RECIPE_EPISODES = 10_000  # a quarter of OMAR's 1M transitions (40,000 episodes of 25 steps)
 #: the table's task names -> env ids (simple_tag with the shipped prey, as the papers use OMAR's fixed prey)
 TASKS = {"CN": "mpe/simple_spread", "PP": "mpe/simple_tag", "World": "mpe/simple_world_comm"}
@@ -66,16 +65,6 @@ def prepare_recipes(runs: Sequence[Any], tasks: dict[str, str], default_episodes
 def prepare_mpe(runs: Sequence[Any], runs_dir: Path) -> None:
     """Write every recipe dataset the pending ``runs`` need (a no-op for files already there)."""
     prepare_recipes(runs, TASKS, DEFAULT_RECIPE_EPISODES)
-
-
-def fit_recipe_cell(run, workdir: Path, path: Path, config: str) -> dict[str, float]:  # noqa: ANN001
-    """Train ``config`` (a RunSpec's cell overrides and budget, minus the recipe keys) on the recipe file ``path``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{run.label}: dataset {path} does not exist (see the prepare step's messages)")
-    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
-    overrides = cell_overrides(run, config, budget)
-    overrides.update({"data.path": str(path), "data.env": None, "data.behaviour": None})
-    return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
 
 
 def run_mpe_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_omarl.repro.RunSpec)

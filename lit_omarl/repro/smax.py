@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lit_omarl.repro.table import Profile, TableSpec
-from lit_omarl.repro.train import cell_overrides, config_algorithm, fit_config
+from lit_omarl.repro.train import config_algorithm, fit_recipe_cell
 
 PAPER_SEEDS = (0, 1, 2, 3, 4)
-RECIPE_KEYS = ("recipe_episodes", "recipe_seed")
 #: Environment variable naming a folder of replay dumps ``<map>/replay_winrate_*.h5`` (medium_replay).
 REPLAY_ENV = "LIT_OMARL_SMAX_REPLAY_DIR"
 
@@ -139,15 +138,8 @@ def prepare_smax(runs: Sequence[Any], runs_dir: Path) -> None:
 def run_smax_cell(run, workdir: Path, *, extra_overrides: dict[str, Any] | None = None) -> dict[str, float]:  # noqa: ANN001
     """``run_fn`` of the SMAX tables: the algorithm's SMAX config on the cell's recipe file
     (``run`` is a lit_omarl.repro.RunSpec; ``extra_overrides`` are further CLI keys, e.g. trainer callbacks)."""
-    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
     path = recipe_file(run.task, recipe_quality(run), dict(run.budget))
-    if not path.is_file():
-        raise FileNotFoundError(f"{run.label}: dataset {path} does not exist (see the prepare step's messages)")
-    config = smax_config(run)
-    overrides = cell_overrides(run, config, budget)
-    overrides.update({"data.path": str(path), "data.env": None, "data.behaviour": None})
-    overrides.update(extra_overrides or {})
-    return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
+    return fit_recipe_cell(run, workdir, path, smax_config(run), extra_overrides)
 
 
 #: File of :class:`UpdateTimer` in a run's workdir.

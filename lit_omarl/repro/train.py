@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import h5py
 
@@ -155,3 +155,29 @@ def run_cell(run, workdir: Path) -> dict[str, float]:  # noqa: ANN001  (a lit_om
     """
     config = cell_config(run.task, run.dataset, config_algorithm(run))
     return fit_config(config, seed=run.seed, workdir=workdir, overrides=cell_overrides(run, config))
+
+
+#: Budget keys of the generated-data tables read by their prepare / run functions (which recipe file a
+#: run trains on), never passed to the CLI: episodes per file, recipe seed, MABCQ's early-training source.
+RECIPE_KEYS = ("recipe_episodes", "recipe_seed", "recipe_early")
+
+
+def fit_recipe_cell(run, workdir: Path, data: Path | Sequence[Path], config: str,  # noqa: ANN001
+                    extra_overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Train ``config`` (a RunSpec's cell overrides and budget, minus :data:`RECIPE_KEYS`) on a generated
+    dataset: one file (``data.path``) or one file per agent (a list: ``data.agent_paths``);
+    ``extra_overrides`` are further CLI keys (e.g. trainer callbacks)."""
+    per_agent = not isinstance(data, (str, Path))
+    files = [Path(p) for p in data] if per_agent else [Path(data)]
+    if not files:
+        raise FileNotFoundError(f"{run.label}: no per-agent dataset listed (see the prepare step's messages)")
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{run.label}: dataset {path} does not exist (see the prepare step's messages)")
+    budget = {k: v for k, v in run.budget.items() if k not in RECIPE_KEYS}
+    overrides = cell_overrides(run, config, budget)
+    source = {"data.agent_paths": [str(p) for p in files], "data.path": None} if per_agent else {"data.path": str(files[0])}
+    overrides.update({**source, "data.env": None, "data.behaviour": None})
+    overrides.update(extra_overrides or {})
+    return fit_config(config, seed=run.seed, workdir=workdir, overrides=overrides)
+
