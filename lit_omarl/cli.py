@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+from lit_omarl.repro.inputs import CONFIG_DIR
 
 
 # --------------------------------------------------------------------------- fit

@@ -7,6 +7,7 @@ spawned workers inherit:
 - ``FAKE_RUN_SLEEP_S``: seconds each run sleeps (to kill a reproduction mid-way).
 - ``FAKE_RUN_INTERRUPT_AFTER``: raise KeyboardInterrupt when starting the k+1-th
   run of this process (simulates Ctrl-C in ``--workers 0`` mode).
+- ``FAKE_RUN_CONFIG``: a config file each run records as trained (``repro/inputs.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from lit_omarl.repro.inputs import record_config
 from lit_omarl.repro.table import PaperNumbers, Profile, RunSpec, TableSpec
 
 # Per-seed episode returns of the crafted table (seeds 0, 1, 2).
@@ -38,6 +40,8 @@ def fake_run(run: RunSpec, workdir: Path) -> dict[str, float]:
     if limit is not None and _started > int(limit):
         raise KeyboardInterrupt
     (workdir / "pid").write_text(str(os.getpid()))
+    if os.environ.get("FAKE_RUN_CONFIG"):
+        record_config(workdir, os.environ["FAKE_RUN_CONFIG"])
     time.sleep(float(os.environ.get("FAKE_RUN_SLEEP_S", "0")))
     if run.overrides.get("crash"):
         os._exit(3)  # the worker process dies, as when killed for lack of memory

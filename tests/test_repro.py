@@ -30,6 +30,7 @@ N_RUNS = 18  # 2 rows x 3 algorithms x 3 seeds
 def _no_fake_env(monkeypatch):
     monkeypatch.delenv("FAKE_RUN_SLEEP_S", raising=False)
     monkeypatch.delenv("FAKE_RUN_INTERRUPT_AFTER", raising=False)
+    monkeypatch.delenv("FAKE_RUN_CONFIG", raising=False)
 
 
 def _args(root: Path, *extra: str, workers: int = 0) -> list[str]:
@@ -203,6 +204,59 @@ def test_results_of_an_older_run_protocol_are_moved_aside_and_rerun(tmp_path, re
     assert json.loads((stale / RESULT_FILE).read_text())["scores"] == payload["scores"]  # kept, not deleted
     assert (stale / "last.ckpt").read_text() == "old weights" and not (old.parent / "last.ckpt").exists()
     assert json.loads(old.read_text())["protocol"] == RUN_PROTOCOL
+    assert _comparable(tmp_path) == reference
+
+
+def test_config_digest_recorded_and_checked(tmp_path):
+    from lit_omarl.repro.inputs import CONFIG_DIR, changed_configs, config_path, read_inputs, record_config
+    from lit_omarl.utils.digest import sha256_file
+
+    assert read_inputs(tmp_path) == {}
+    shipped = "inspo/xor/a.yaml"
+    assert config_path(shipped) == CONFIG_DIR / shipped
+    digest = record_config(tmp_path, shipped)
+    assert digest == sha256_file(CONFIG_DIR / shipped)
+    local = tmp_path / "local.yaml"
+    local.write_text("a: 1\n")
+    record_config(tmp_path, str(local))  # merged, not replaced
+    inputs = read_inputs(tmp_path)
+    assert inputs == {"configs": {shipped: digest, str(local): sha256_file(local)}}
+    assert changed_configs(inputs) == [] and changed_configs(None) == []
+    local.write_text("a: 2\n")
+    assert changed_configs(inputs) == [str(local)]
+    local.unlink()
+    assert changed_configs(inputs) == [str(local)]  # a deleted config counts as changed
+    (tmp_path / "inputs.json").write_text('{"configs": [1]}')
+    with pytest.raises(ValueError, match="inputs.json"):
+        read_inputs(tmp_path)
+    with pytest.raises(FileNotFoundError, match="lit-omarl configs"):
+        config_path("no/such/config.yaml")
+
+
+def test_runs_of_an_edited_config_are_moved_aside_and_rerun(tmp_path, monkeypatch, reference):
+    config = tmp_path / "cell.yaml"
+    config.write_text("model: {lr: 0.1}\n")
+    monkeypatch.setenv("FAKE_RUN_CONFIG", str(config))
+    assert main(make_table(), _args(tmp_path)) == 0
+    results = _results(tmp_path)
+    assert len(results) == N_RUNS
+    recorded = json.loads(results[0].read_text())["inputs"]["configs"]
+    assert list(recorded) == [str(config)] and len(recorded[str(config)]) == 64
+    # unchanged config: everything is reused
+    report = reproduce(make_table(), workers=0, runs_dir=tmp_path / "runs", out_dir=tmp_path / "results")
+    assert report.n_skipped == N_RUNS and not report.outcomes
+    # an interrupted attempt trained the old content too: its checkpoint must not be resumed
+    grid = expand_grid(make_table(), "default")
+    partial = tmp_path / "runs" / grid[0].run_id
+    (partial / RESULT_FILE).unlink()
+    (partial / "last.ckpt").write_text("old weights")
+    config.write_text("model: {lr: 0.2}\n")  # edited: no stored run may be reused
+    report = reproduce(make_table(), workers=0, runs_dir=tmp_path / "runs", out_dir=tmp_path / "results")
+    assert report.n_skipped == 0 and len(report.outcomes) == N_RUNS
+    stale = sorted(p.name for p in (tmp_path / "runs" / "_stale").iterdir())
+    assert stale == sorted(f"{run.run_id}.config-changed" for run in grid)
+    assert (tmp_path / "runs" / "_stale" / f"{grid[0].run_id}.config-changed" / "last.ckpt").exists()
+    assert not (partial / "last.ckpt").exists()
     assert _comparable(tmp_path) == reference
 
 

@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable
 import h5py
 import numpy as np
 
+from lit_omarl.utils.digest import sha256_file  # noqa: F401  (re-exported: recipes import it from here)
+
 MANIFEST = "recipe.json"
 LEVELS = ("medium", "expert")
 
@@ -98,14 +100,6 @@ def policies_sha256(folder: Path, names: Iterable[str] = ("medium.pt", "expert.p
     h = hashlib.sha256()
     for name in names:
         h.update(f"{name}:{sha256_file(Path(folder) / name)};".encode())
-    return h.hexdigest()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
     return h.hexdigest()
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from lit_omarl.repro.inputs import changed_configs, read_inputs
 from lit_omarl.repro.render import RenderMeta, format_duration, write_outputs
 from lit_omarl.utils.atomic import atomic_write_text
 from lit_omarl.repro.table import ReproError, RunResult, RunSpec, TableSpec, load_callable
@@ -72,6 +73,9 @@ class RunOutcome:
     scores: dict[str, float] | None = None
     error: str | None = None
     version: str = "unknown"
+    #: what the run recorded in its workdir's inputs.json (repro/inputs.py); travels with the
+    #: outcome because a Ray worker's workdir stays on its node
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -160,7 +164,7 @@ def load_result(runs_dir: Path, run: RunSpec, metric: str) -> RunResult | None:
         payload = json.loads((run_dir(runs_dir, run) / RESULT_FILE).read_text(encoding="utf-8"))
         if payload["run_id"] != run.run_id or RunSpec.from_dict(payload["run"]).run_id != run.run_id:
             return None
-        if result_protocol(payload) != RUN_PROTOCOL:
+        if result_protocol(payload) != RUN_PROTOCOL or changed_configs(payload.get("inputs")):
             return None
         return RunResult(
             run=run,
@@ -177,30 +181,54 @@ def result_protocol(payload: dict[str, Any]) -> int:
     return int(payload.get("protocol", 1))
 
 
-def retire_stale(runs_dir: Path, run: RunSpec, stream: IO[str]) -> Path | None:
-    """Move the folder of ``run`` aside when it holds a result of another :data:`RUN_PROTOCOL`.
+def stale_reason(folder: Path) -> str | None:
+    """Why the contents of a run folder must not be reused (``None``: they may).
 
-    Its checkpoints would otherwise be resumed by the new attempt. Nothing is
-    deleted: the folder goes to ``<runs-dir>/_stale/<run_id>.protocol<p>[.<k>]``.
+    A result of another :data:`RUN_PROTOCOL`, or a result or interrupted attempt
+    that trained a config whose content changed since (:mod:`lit_omarl.repro.inputs`).
     """
-    folder = run_dir(runs_dir, run)
     try:
         payload = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
         protocol = result_protocol(payload)
+        inputs = payload.get("inputs")
     except (OSError, ValueError, TypeError, AttributeError):
+        protocol, inputs = None, None
+    if protocol is not None and protocol != RUN_PROTOCOL:
+        return f"protocol{protocol}"
+    try:
+        inputs = inputs or read_inputs(folder)
+    except ValueError:
+        return "unreadable-inputs"
+    if changed_configs(inputs):
+        return "config-changed"
+    return None
+
+
+def retire_stale(runs_dir: Path, run: RunSpec, stream: IO[str]) -> Path | None:
+    """Move the folder of ``run`` aside when :func:`stale_reason` finds its contents stale.
+
+    Its checkpoints would otherwise be resumed by the new attempt. Nothing is
+    deleted: the folder goes to ``<runs-dir>/_stale/<run_id>.<reason>[.<k>]``
+    (reason ``protocol<p>`` or ``config-changed``).
+    """
+    folder = run_dir(runs_dir, run)
+    if not folder.is_dir():
         return None
-    if protocol == RUN_PROTOCOL:
+    reason = stale_reason(folder)
+    if reason is None:
         return None
     stale_root = runs_dir / STALE_DIR
     stale_root.mkdir(parents=True, exist_ok=True)
-    target = stale_root / f"{run.run_id}.protocol{protocol}"
+    target = stale_root / f"{run.run_id}.{reason}"
     k = 1
     while target.exists():
-        target = stale_root / f"{run.run_id}.protocol{protocol}.{k}"
+        target = stale_root / f"{run.run_id}.{reason}.{k}"
         k += 1
     folder.rename(target)
-    print(f"  {run.label}: result of run protocol {protocol} (now {RUN_PROTOCOL}) moved to {target}; running it again",
-          file=stream)
+    why = (f"result of run protocol {reason.removeprefix('protocol')} (now {RUN_PROTOCOL})" if reason.startswith("protocol")
+           else "trained a config whose content changed since" if reason == "config-changed"
+           else "its inputs.json is unreadable")
+    print(f"  {run.label}: {why}; moved to {target}; running it again", file=stream)
     return target
 
 
@@ -215,6 +243,7 @@ def write_outcome(runs_dir: Path, outcome: RunOutcome) -> Path:
             "wall_time_s": outcome.wall_time_s,
             "lit_omarl_version": outcome.version,
             "protocol": RUN_PROTOCOL,
+            "inputs": outcome.inputs,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "host": platform.node(),
         }
@@ -245,7 +274,8 @@ def execute_run(run: RunSpec, run_fn: str, metric: str, workdir: str, threads: i
         path = Path(workdir)
         path.mkdir(parents=True, exist_ok=True)
         scores = check_scores(fn(run, path), metric)
-        return RunOutcome(run, time.perf_counter() - start, scores=scores, version=lit_omarl_version())
+        return RunOutcome(run, time.perf_counter() - start, scores=scores, version=lit_omarl_version(),
+                          inputs=read_inputs(path))
     except Exception:  # a failed run is recorded, not fatal
         return RunOutcome(run, time.perf_counter() - start, error=traceback.format_exc(), version=lit_omarl_version())
 

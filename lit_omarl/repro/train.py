@@ -13,17 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import h5py
 
-from lit_omarl.cli import CONFIG_DIR, build_cli
-
-
-def config_path(name: str) -> Path:
-    """A shipped config by relative name (``cfcql/xor/a.yaml``) or a path."""
-    path = Path(name)
-    if not path.is_absolute() and not path.exists():
-        path = CONFIG_DIR / name
-    if not path.exists():
-        raise FileNotFoundError(f"config {name!r} not found (shipped configs: `lit-omarl configs`)")
-    return path
+from lit_omarl.cli import build_cli
+from lit_omarl.repro.inputs import config_path, record_config
 
 
 def _flag(key: str, value: Any) -> str:
@@ -44,6 +35,7 @@ def fit_config(config: str, *, seed: int, workdir: Path, overrides: dict[str, An
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    record_config(workdir, config)  # the runner reuses the run only while this content stays (repro/inputs.py)
     args = [
         "fit",
         "--config", str(config_path(config)),
