@@ -1,6 +1,7 @@
 """Every reproduction script's smoke profile runs end to end and writes its table."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,13 @@ def test_smoke_profile_writes_table_and_csv(script, tmp_path):
     assert rows and all(r["profile"] == "smoke" for r in rows)
     if script in EXTRA_CHECKS:
         EXTRA_CHECKS[script](tmp_path / "results")
+    # runs that trained shipped configs recorded their content (repro/inputs.py), and it is today's
+    from lit_omarl.repro.inputs import changed_configs
+
+    recorded = [json.loads(f.read_text()).get("inputs") or {} for f in (tmp_path / "runs").rglob("result.json")]
+    assert all(changed_configs(inputs) == [] for inputs in recorded)
+    if script == "inspo_table1.py":  # trains through fit_config
+        assert recorded and all(inputs.get("configs") for inputs in recorded)
 
 
 def _csv_rows(path):
