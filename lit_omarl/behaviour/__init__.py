@@ -10,6 +10,8 @@
 * Shipped policies live in ``lit_omarl/assets/behaviour/<env dir>/<name>.pt``
   (e.g. ``smax_2s3z/expert.pt``); ``policy:smax_2s3z/expert`` names one
   without a path (:func:`resolve_policy`, :func:`shipped_policies`).
+* :mod:`lit_omarl.behaviour.mappo_online`: MAPPO trained online on the same
+  envs with the same outputs (for the maps QMIX does not learn here).
 * :mod:`lit_omarl.behaviour.recipe`: the papers' SMAX dataset recipe
   (``lit-omarl data smax-recipe``).
 * :mod:`lit_omarl.behaviour.ship`: picks a QMIX run's medium / expert
@@ -78,13 +80,23 @@ def resolve_policy(name: str | Path) -> Path:
                             f"(shipped: {', '.join(shipped) or 'none'})")
 
 
-def load_policy(path: str | Path, epsilon: float = 0.0) -> "QMIXPolicy":  # noqa: F821
-    """The policy of a ``qmix_online`` checkpoint (greedy; ``epsilon`` when acting with deterministic=False).
+def load_policy(path: str | Path, epsilon: float = 0.0) -> Any:
+    """The policy of a ``qmix_online`` or ``mappo_online`` checkpoint, greedy by default (QMIX:
+    ``epsilon``-greedy when acting with deterministic=False; MAPPO: a sample of its softmax).
 
     ``path`` may also name a shipped policy (:func:`resolve_policy`)."""
+    from lit_omarl.behaviour.mappo_online import CHECKPOINT_FORMAT as MAPPO_FORMAT
+    from lit_omarl.behaviour.mappo_online import MAPPOPolicy
     from lit_omarl.behaviour.qmix_online import QMIXPolicy
 
-    return QMIXPolicy.load(resolve_policy(path), epsilon)
+    path = resolve_policy(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a policy checkpoint (a {type(ckpt).__name__}, expected a dict)")
+    fmt = ckpt.get("format")
+    if fmt == MAPPO_FORMAT:
+        return MAPPOPolicy.load(path)
+    return QMIXPolicy.load(path, epsilon)
 
 
 class PolicyBehaviour(Behaviour):

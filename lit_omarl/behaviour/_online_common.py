@@ -106,6 +106,44 @@ def write_checkpoint(path: Path, payload: dict[str, Any], meta: dict[str, Any]) 
     return path
 
 
+class MilestoneRecorder:
+    """What follows each greedy test of a discrete online trainer (qmix_online, mappo_online): a
+    checkpoint ``winrate_<m>.pt`` the first time the test win rate reaches each of ``config.milestones``,
+    a dump ``replay_winrate_<m>.h5`` of ``buffer`` (schema v1, quality ``medium_replay``) the first time
+    it reaches each of ``config.replay_milestones``, and the ``stop_at_win_rate`` rule.
+
+    ``save(path, meta)`` writes a checkpoint; ``source`` names the trainer in the dumps' attributes.
+    """
+
+    def __init__(self, out: Path, config: Any, spec: Any, buffer: Any, save: Callable[[Path, dict[str, Any]], Any],
+                 source: str) -> None:
+        self.out, self.config, self.spec, self.buffer, self.save, self.source = out, config, spec, buffer, save, source
+        self.reached: set[float] = set()
+        self.dumped: set[float] = set()
+        self.stop_at = float(config.stop_at_win_rate)
+        self.pending_dumps = {m for m in config.replay_milestones if m <= self.stop_at}
+
+    def after_test(self, result: dict[str, float], meta: dict[str, Any], steps: int) -> None:
+        from lit_omarl.data.schema import write_dataset
+
+        for m in sorted(self.config.milestones):
+            if result["win_rate"] >= m and m not in self.reached:
+                self.reached.add(m)
+                self.save(self.out / f"winrate_{m:.2f}.pt", {**meta, "kind": "milestone", "milestone": m})
+        for m in sorted(self.config.replay_milestones):
+            if result["win_rate"] >= m and m not in self.dumped and len(self.buffer):  # (empty: wait for the next test)
+                self.dumped.add(m)
+                attrs = {"spec": self.spec, "quality": "medium_replay", "source": "generated", "seed": self.config.seed,
+                         "behaviour": f"{self.source} replay buffer until test win rate {m:.2f}",
+                         "generator": f"lit_omarl {self.source}", "env_steps": steps, "win_rate": result["win_rate"],
+                         "episodes_collected": self.buffer.added}
+                write_dataset(self.out / f"replay_winrate_{m:.2f}.h5", self.buffer.to_arrays(), attrs, overwrite=True)
+
+    def should_stop(self, win_rate: float) -> bool:
+        """The last test reached ``stop_at_win_rate`` (> 0) and every replay milestone up to it is dumped."""
+        return self.stop_at > 0 and win_rate >= self.stop_at and self.pending_dumps <= self.dumped
+
+
 # ------------------------------------------------------------------ command line
 def floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())

@@ -68,9 +68,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean, td_lambda_targets
-from lit_omarl.behaviour._online_common import (EvalSchedule, OnlineConfigBase, add_run_args, config_dict, floats,
-                                                out_of_budget, record_test, run_and_print, scalars, seeded,
-                                                write_checkpoint)
+from lit_omarl.behaviour._online_common import (EvalSchedule, MilestoneRecorder, OnlineConfigBase, add_run_args,
+                                                config_dict, floats, out_of_budget, record_test, run_and_print,
+                                                scalars, seeded, write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -397,7 +397,6 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from lit_omarl.data.schema import write_dataset
     from lit_omarl.envs import make
 
     out = Path(out)
@@ -423,8 +422,8 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
         steps, episodes, updates, minutes_before = _continue_from(learner, Path(config.init_from))
         last_target = episodes
         schedule.start_at(steps)
-    reached: set[float] = set()
-    dumped: set[float] = set()
+    recorder = MilestoneRecorder(out, config, spec, buffer, lambda path, m: save_checkpoint(path, learner, m),
+                                 "qmix_online")
     update_credit, rollouts = 0.0, 0
     start = time.perf_counter()
     recent: dict[str, list[float]] = {"won": [], "return": []}
@@ -443,29 +442,16 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
             writer.add_scalar(f"test/{name}", result[name], steps)
         meta = {**point, "env_id": spec.env_id, "seed": config.seed, "eval_episodes": config.eval_episodes,
                 "epsilon": config.epsilon(steps)}
-        for m in sorted(config.milestones):
-            if result["win_rate"] >= m and m not in reached:
-                reached.add(m)
-                save_checkpoint(out / f"winrate_{m:.2f}.pt", learner, {**meta, "kind": "milestone", "milestone": m})
-        for m in sorted(config.replay_milestones):
-            if result["win_rate"] >= m and m not in dumped and len(buffer):  # (an empty buffer waits for the next test)
-                dumped.add(m)
-                attrs = {"spec": spec, "quality": "medium_replay", "source": "generated", "seed": config.seed,
-                         "behaviour": f"qmix_online replay buffer until test win rate {m:.2f}",
-                         "generator": "lit_omarl qmix_online", "env_steps": steps, "win_rate": result["win_rate"],
-                         "episodes_collected": buffer.added}
-                write_dataset(out / f"replay_winrate_{m:.2f}.h5", buffer.to_arrays(), attrs, overwrite=True)
+        recorder.after_test(result, meta, steps)
         return meta
 
-    stop_at = float(config.stop_at_win_rate)
-    pending_dumps = {m for m in config.replay_milestones if m <= stop_at}
     stopped_early = False
     while True:
         tested = schedule.tick(steps, test_and_save, lambda m: save_checkpoint(out / f"step_{steps}.pt", learner,
                                                                                {**m, "kind": "periodic"}))
         if tested is not None:
             meta = tested
-        if stop_at > 0 and tested is not None and curve[-1]["win_rate"] >= stop_at and pending_dumps <= dumped:
+        if tested is not None and recorder.should_stop(curve[-1]["win_rate"]):
             stopped_early = True
             break
         if out_of_budget(config, steps, start):
@@ -509,8 +495,8 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     writer.close()
     summary = {"env_id": spec.env_id, "env_steps": steps, "episodes": episodes, "updates": updates,
                "minutes": minutes_before + (time.perf_counter() - start) / 60, "init_from": config.init_from, "final_win_rate": curve[-1]["win_rate"],
-               "best_win_rate": best, "milestones_reached": sorted(reached),
-               "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(dumped)],
+               "best_win_rate": best, "milestones_reached": sorted(recorder.reached),
+               "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(recorder.dumped)],
                "stopped_at_win_rate": stopped_early, "curve": curve}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
