@@ -129,3 +129,26 @@ def test_readme_flags_policies_chosen_by_return_as_not_expert_level():
     text = readme(*args, "return", 0.5, "cmd", min_win_rate=0.2, best_win_rate=0.09)
     assert "Not expert-level" in text and "best checkpoint 0.09" in text and "| expert.pt | step_5.pt | 5 |" in text
     assert "Not expert-level" not in readme(*args, "win_rate", 0.5, "cmd")
+
+
+def test_a_mappo_run_ships_as_mappo(tmp_path, monkeypatch):
+    pytest.importorskip("jaxmarl")
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    monkeypatch.chdir(tmp_path)  # the default PNG goes to results/ of the working directory
+    torch.set_num_threads(1)
+    from lit_omarl.behaviour import load_policy
+    from lit_omarl.behaviour.mappo_online import MAPPOOnlineConfig, MAPPOPolicy, train_mappo
+    from lit_omarl.behaviour.ship import ShipError, algorithm, main
+
+    cfg = MAPPOOnlineConfig(env_id="smax/2s3z", env_steps=300, num_envs=4, epochs=1, eval_every=100,
+                            eval_episodes=4, checkpoint_every=100, milestones=(), replay_milestones=())
+    train_mappo(cfg, tmp_path / "run")
+    dest = tmp_path / "assets"
+    assert main(["--run", str(tmp_path / "run"), "--map", "2s3z", "--dest", str(dest), "--eval-episodes", "4"]) == 0
+    assert isinstance(load_policy(dest / "smax_2s3z" / "expert.pt"), MAPPOPolicy)
+    text = (dest / "smax_2s3z" / "README.md").read_text()
+    assert text.startswith("# MAPPO behaviour policies") and "mappo_online.py" in text
+    assert (tmp_path / "results" / "smax_2s3z_mappo_curve.png").stat().st_size > 0
+    assert algorithm({}) == "qmix"
+    with pytest.raises(ShipError, match="unknown 'algorithm'"):
+        algorithm({"algorithm": "vdn"})

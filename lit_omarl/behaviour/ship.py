@@ -1,4 +1,4 @@
-"""Pick a map's medium and expert policies from a ``qmix_online`` run and ship them.
+"""Pick a map's medium and expert policies from a ``qmix_online`` or ``mappo_online`` run and ship them.
 
     python -m lit_omarl.behaviour.ship --run RUN_DIR --map 5m_vs_6m [--eval-episodes 128] [--fraction 0.5]
 
@@ -188,15 +188,24 @@ def plot(curve: Sequence[dict[str, Any]], picks: dict[str, Candidate], png: Path
     tmp.replace(png)
 
 
+def algorithm(config: dict[str, Any]) -> str:
+    """The trainer of a run: 'mappo' (mappo_online records it) or 'qmix' (qmix_online runs record nothing)."""
+    algo = str(config.get("algorithm", "qmix"))
+    if algo not in ("qmix", "mappo"):
+        raise ShipError(f"config.json: unknown 'algorithm' {algo!r} (qmix or mappo)")
+    return algo
+
+
 def readme(map_name: str, config: dict[str, Any], summary: dict[str, Any], rows: dict[str, dict[str, Any]],
            metric: str, fraction: float, command: str, min_win_rate: float = 0.2, best_win_rate: float = 0.0) -> str:
+    algo = algorithm(config)
     lines = [
-        f"# QMIX behaviour policies for smax/{map_name} (lit_omarl-trained)",
+        f"# {algo.upper()} behaviour policies for smax/{map_name} (lit_omarl-trained)",
         "",
-        f"Trained online by lit_omarl's own QMIX (lit_omarl/behaviour/qmix_online.py) on SMAX {map_name}, "
+        f"Trained online by lit_omarl's own {algo.upper()} (lit_omarl/behaviour/{algo}_online.py) on SMAX {map_name}, "
         f"{config.get('num_envs')} parallel envs, {config.get('threads')} CPU thread(s), seed {config.get('seed')}, "
         f"{summary['env_steps']:,} env steps in {summary['minutes']:.0f} minutes (full settings in train_config.json; "
-        f"the greedy test curve in curve.jsonl and results/smax_{map_name}_qmix_curve.png).",
+        f"the greedy test curve in curve.jsonl and results/smax_{map_name}_{algo}_curve.png).",
         "",
         f"Picked by `{command}` (lit_omarl/behaviour/ship.py): expert = the checkpoint with the best 32-episode "
         f"test {metric.replace('_', ' ')}; medium = the earlier checkpoint closest to "
@@ -269,25 +278,26 @@ def ship(run: Path, map_name: str, *, dest: Path = ASSETS, png: Path | None = No
                                                 min_win_rate, max(c.score("win_rate") for c in candidates)))
     if png is not None:
         plot(curve, {"expert": expert, "medium": medium}, Path(png),
-             f"QMIX on smax/{map_name} (lit_omarl, seed {config.get('seed')}): greedy tests of 32 episodes")
+             f"{algorithm(config).upper()} on smax/{map_name} (lit_omarl, seed {config.get('seed')}): "
+             "greedy tests of 32 episodes")
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lit_omarl.behaviour.ship", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, type=Path, help="a qmix_online output folder")
+    p.add_argument("--run", required=True, type=Path, help="a qmix_online or mappo_online output folder")
     p.add_argument("--map", required=True, help="SMAX map the run trained on")
     p.add_argument("--dest", type=Path, default=ASSETS, help="assets folder (default: lit_omarl/assets/behaviour)")
-    p.add_argument("--png", type=Path, default=None, help="curve PNG (default results/smax_<map>_qmix_curve.png)")
+    p.add_argument("--png", type=Path, default=None, help="curve PNG (default results/smax_<map>_<qmix|mappo>_curve.png)")
     p.add_argument("--fraction", type=float, default=0.5)
     p.add_argument("--min-win-rate", type=float, default=0.2)
     p.add_argument("--eval-episodes", type=int, default=128)
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
-    png = a.png if a.png is not None else Path("results") / f"smax_{a.map}_qmix_curve.png"
     command = "python -m lit_omarl.behaviour.ship " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
+        png = a.png if a.png is not None else Path("results") / f"smax_{a.map}_{algorithm(read_config(a.run))}_curve.png"
         rows = ship(a.run, a.map, dest=a.dest, png=png, fraction=a.fraction, min_win_rate=a.min_win_rate,
                     eval_episodes=a.eval_episodes, seed=a.seed, overwrite=a.overwrite, command=command)
     except ShipError as err:
