@@ -106,11 +106,25 @@ def write_checkpoint(path: Path, payload: dict[str, Any], meta: dict[str, Any]) 
     return path
 
 
+def greedy_test(policy: Any, env: Any, episodes: int, seed: int) -> dict[str, float]:
+    """Greedy win rate, return and length over ``episodes`` episodes (batches seeded seed, seed + 1, ...)."""
+    from lit_omarl.eval.rollout import run_episodes
+
+    outs = []
+    for k in range(math.ceil(episodes / env.num_envs)):
+        outs.append(run_episodes(policy, env, deterministic=True, seed=seed + k))
+    ret = torch.cat([o["episode_return"] for o in outs])[:episodes]
+    won = torch.cat([o.get("won", torch.zeros(env.num_envs)) for o in outs])[:episodes]
+    length = torch.cat([o["episode_length"] for o in outs])[:episodes]
+    return {"win_rate": float(won.mean()), "return": float(ret.mean()), "episode_length": float(length.mean())}
+
+
 class MilestoneRecorder:
-    """What follows each greedy test of a discrete online trainer (qmix_online, mappo_online): a
-    checkpoint ``winrate_<m>.pt`` the first time the test win rate reaches each of ``config.milestones``,
-    a dump ``replay_winrate_<m>.h5`` of ``buffer`` (schema v1, quality ``medium_replay``) the first time
-    it reaches each of ``config.replay_milestones``, and the ``stop_at_win_rate`` rule.
+    """The greedy tests of a discrete online trainer (qmix_online, mappo_online) and what follows each:
+    the curve (``curve``, ``<out>/curve.jsonl``, TensorBoard), a checkpoint ``winrate_<m>.pt`` the first
+    time the test win rate reaches each of ``config.milestones``, a dump ``replay_winrate_<m>.h5`` of
+    ``buffer`` (schema v1, quality ``medium_replay``) the first time it reaches each of
+    ``config.replay_milestones``, and the ``stop_at_win_rate`` rule.
 
     ``save(path, meta)`` writes a checkpoint; ``source`` names the trainer in the dumps' attributes.
     """
@@ -118,10 +132,29 @@ class MilestoneRecorder:
     def __init__(self, out: Path, config: Any, spec: Any, buffer: Any, save: Callable[[Path, dict[str, Any]], Any],
                  source: str) -> None:
         self.out, self.config, self.spec, self.buffer, self.save, self.source = out, config, spec, buffer, save, source
+        self.curve: list[dict[str, Any]] = []
         self.reached: set[float] = set()
         self.dumped: set[float] = set()
         self.stop_at = float(config.stop_at_win_rate)
         self.pending_dumps = {m for m in config.replay_milestones if m <= self.stop_at}
+
+    def test(self, policy: Any, env: Any, seed: int, writer: Any, counters: dict[str, Any],
+             extra: dict[str, Any] | None = None, verbose: bool = False) -> dict[str, Any]:
+        """Test ``policy`` greedily (:func:`greedy_test`), record the point (``counters``: env_steps,
+        episodes, updates, minutes) and its milestones; the checkpoint metadata (+ ``extra``)."""
+        result = greedy_test(policy, env, self.config.eval_episodes, seed)
+        point = {**counters, **result}
+        record_test(self.curve, self.out / "curve.jsonl", point, verbose)
+        for name in ("win_rate", "return", "episode_length"):
+            writer.add_scalar(f"test/{name}", result[name], point["env_steps"])
+        meta = {**point, "env_id": self.spec.env_id, "seed": self.config.seed,
+                "eval_episodes": self.config.eval_episodes, **(extra or {})}
+        self.after_test(result, meta, point["env_steps"])
+        return meta
+
+    @property
+    def best_win_rate(self) -> float:
+        return max((p["win_rate"] for p in self.curve), default=-1.0)
 
     def after_test(self, result: dict[str, float], meta: dict[str, Any], steps: int) -> None:
         from lit_omarl.data.schema import write_dataset

@@ -56,8 +56,8 @@ from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean
 from lit_omarl.behaviour._online_common import (EvalSchedule, MilestoneRecorder, OnlineConfigBase, add_run_args,
-                                                config_dict, floats, out_of_budget, record_test, run_and_print,
-                                                scalars, seeded, write_checkpoint)
+                                                config_dict, floats, out_of_budget, run_and_print, scalars, seeded,
+                                                write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -339,7 +339,7 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
     """Train MAPPO online (module docstring); returns a summary (also written to ``out/summary.json``)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from lit_omarl.behaviour.qmix_online import EpisodeBuffer, _test
+    from lit_omarl.behaviour.qmix_online import EpisodeBuffer
     from lit_omarl.envs import make
 
     out = Path(out)
@@ -363,19 +363,13 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
     recorder = MilestoneRecorder(out, config, spec, buffer, lambda path, meta: save_checkpoint(path, learner, meta),
                                  "mappo_online")
     start = time.perf_counter()
-    curve: list[dict[str, float]] = []
+    curve = recorder.curve
     meta: dict[str, Any] = {}
 
     def test_and_save() -> dict[str, Any]:
-        result = _test(learner.policy, test_env, config.eval_episodes, test_seed)
-        point = {"env_steps": steps, "episodes": episodes, "updates": iterations,
-                 "minutes": (time.perf_counter() - start) / 60, **result}
-        record_test(curve, out / "curve.jsonl", point, verbose)
-        for name in ("win_rate", "return", "episode_length"):
-            writer.add_scalar(f"test/{name}", result[name], steps)
-        point_meta = {**point, "env_id": spec.env_id, "seed": config.seed, "eval_episodes": config.eval_episodes}
-        recorder.after_test(result, point_meta, steps)
-        return point_meta
+        counters = {"env_steps": steps, "episodes": episodes, "updates": iterations,
+                    "minutes": (time.perf_counter() - start) / 60}
+        return recorder.test(learner.policy, test_env, test_seed, writer, counters, verbose=verbose)
 
     stopped_early = False
     while True:
@@ -406,10 +400,9 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
         meta = test_and_save()
     save_checkpoint(out / "final.pt", learner, {**meta, "kind": "final"})
     writer.close()
-    best = max(p["win_rate"] for p in curve)
     summary = {"env_id": spec.env_id, "algorithm": "mappo", "env_steps": steps, "episodes": episodes,
                "updates": iterations, "minutes": (time.perf_counter() - start) / 60, "init_from": "",
-               "final_win_rate": curve[-1]["win_rate"], "best_win_rate": best,
+               "final_win_rate": curve[-1]["win_rate"], "best_win_rate": recorder.best_win_rate,
                "milestones_reached": sorted(recorder.reached),
                "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(recorder.dumped)],
                "stopped_at_win_rate": stopped_early, "curve": curve}

@@ -69,8 +69,8 @@ from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean, td_lambda_targets
 from lit_omarl.behaviour._online_common import (EvalSchedule, MilestoneRecorder, OnlineConfigBase, add_run_args,
-                                                config_dict, floats, out_of_budget, record_test, run_and_print,
-                                                scalars, seeded, write_checkpoint)
+                                                config_dict, floats, out_of_budget, run_and_print, scalars,
+                                                seeded, write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -352,19 +352,6 @@ def save_checkpoint(path: Path, learner: QMIXLearner, meta: dict[str, Any]) -> P
     return write_checkpoint(path, payload, meta)
 
 
-def _test(policy: QMIXPolicy, env: Any, episodes: int, seed: int) -> dict[str, float]:
-    """Greedy win rate and return over ``episodes`` episodes (batches seeded seed, seed + 1, ...)."""
-    from lit_omarl.eval.rollout import run_episodes
-
-    outs = []
-    for k in range(math.ceil(episodes / env.num_envs)):
-        outs.append(run_episodes(policy, env, deterministic=True, seed=seed + k))
-    ret = torch.cat([o["episode_return"] for o in outs])[:episodes]
-    won = torch.cat([o.get("won", torch.zeros(env.num_envs)) for o in outs])[:episodes]
-    length = torch.cat([o["episode_length"] for o in outs])[:episodes]
-    return {"win_rate": float(won.mean()), "return": float(ret.mean()), "episode_length": float(length.mean())}
-
-
 def _continue_from(learner: QMIXLearner, path: Path) -> tuple[int, int, int, float]:
     """Load a checkpoint's agent and mixer into ``learner`` (targets copied); its env steps, episodes,
     updates and minutes. Errors name the file and what does not match the run's config."""
@@ -428,22 +415,13 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     start = time.perf_counter()
     recent: dict[str, list[float]] = {"won": [], "return": []}
     metrics: dict[str, torch.Tensor] = {}
-    curve: list[dict[str, float]] = []
-    best = -1.0
+    curve = recorder.curve
 
     def test_and_save() -> dict[str, Any]:
-        nonlocal best
-        result = _test(learner.policy, test_env, config.eval_episodes, test_seed)
-        point = {"env_steps": steps, "episodes": episodes, "updates": updates,
-                 "minutes": minutes_before + (time.perf_counter() - start) / 60, **result}
-        best = max(best, result["win_rate"])
-        record_test(curve, out / "curve.jsonl", point, verbose)
-        for name in ("win_rate", "return", "episode_length"):
-            writer.add_scalar(f"test/{name}", result[name], steps)
-        meta = {**point, "env_id": spec.env_id, "seed": config.seed, "eval_episodes": config.eval_episodes,
-                "epsilon": config.epsilon(steps)}
-        recorder.after_test(result, meta, steps)
-        return meta
+        counters = {"env_steps": steps, "episodes": episodes, "updates": updates,
+                    "minutes": minutes_before + (time.perf_counter() - start) / 60}
+        return recorder.test(learner.policy, test_env, test_seed, writer, counters,
+                             {"epsilon": config.epsilon(steps)}, verbose)
 
     stopped_early = False
     while True:
@@ -495,7 +473,7 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
     writer.close()
     summary = {"env_id": spec.env_id, "env_steps": steps, "episodes": episodes, "updates": updates,
                "minutes": minutes_before + (time.perf_counter() - start) / 60, "init_from": config.init_from, "final_win_rate": curve[-1]["win_rate"],
-               "best_win_rate": best, "milestones_reached": sorted(recorder.reached),
+               "best_win_rate": recorder.best_win_rate, "milestones_reached": sorted(recorder.reached),
                "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(recorder.dumped)],
                "stopped_at_win_rate": stopped_early, "curve": curve}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

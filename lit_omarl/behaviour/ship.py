@@ -156,11 +156,11 @@ def pick_medium(candidates: Sequence[Candidate], expert: Candidate, metric: str,
 def reevaluate(path: Path, env_id: str, episodes: int, seed: int, num_envs: int) -> dict[str, float]:
     """Greedy win rate / return / length of a checkpoint over ``episodes`` fresh episodes."""
     from lit_omarl.behaviour import load_policy
-    from lit_omarl.behaviour.qmix_online import _test
+    from lit_omarl.behaviour._online_common import greedy_test
     from lit_omarl.envs import make
 
     env = make(env_id, num_envs=min(num_envs, episodes), seed=seed)
-    return _test(load_policy(path), env, episodes, seed)
+    return greedy_test(load_policy(path), env, episodes, seed)
 
 
 def plot(curve: Sequence[dict[str, Any]], picks: dict[str, Candidate], png: Path, title: str) -> None:
