@@ -229,3 +229,14 @@ def test_prey_view_export_and_pretrained_loading(tmp_path, monkeypatch):
     env2 = make("mpe/simple_world_comm", num_envs=2, prey_policy="pretrained")
     with pytest.raises(ValueError, match="no prey shipped for simple_world_comm"):
         env2.reset()
+
+
+def test_the_shipped_prey_of_both_tasks_load_and_act():
+    from lit_omarl.envs import make
+
+    for task in ("simple_tag", "simple_world_comm"):
+        env = make(f"mpe/{task}", num_envs=3, seed=0, prey_policy="pretrained")
+        env.reset()
+        assert env.prey_policy.policy.task_name == task
+        ts = env.step(torch.zeros(3, env.spec.n_agents, env.spec.n_actions))
+        assert torch.isfinite(ts.reward).all()

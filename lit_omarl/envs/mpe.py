@@ -424,7 +424,7 @@ class PreyPolicy(Protocol):
 
 
 class HeuristicPrey:
-    """Scripted flee policy (the default prey until a trained one ships).
+    """Scripted flee policy (the default prey; the trained ones are ``prey_policy="pretrained"``).
 
     Direction = unit(-sum_j r_j / |r_j|^3) over the visible predators j (r_j =
     predator minus prey position) plus a pull to the centre that grows from 0
