@@ -15,13 +15,6 @@ from lit_omarl.spec import EnvSpec
 SPEC = EnvSpec(env_id="toy", n_agents=2, obs_dim=3, state_dim=4, n_actions=3, episode_limit=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_gae_by_hand_with_termination_and_a_step_limit_cut():
     g, lam = 0.9, 0.5

@@ -15,14 +15,6 @@ from lit_omarl.spec import EnvSpec
 SPEC = EnvSpec(env_id="toy", n_agents=3, obs_dim=6, state_dim=7, n_actions=4, episode_limit=5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small GRU updates run 10-40x slower on 2 threads of a busy machine than on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _fixed_batch(b=6, steps=5, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -34,13 +34,6 @@ def env():
     return make("smax/2s3z", num_envs=B, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _uniform(ts, g):
     avail = ts.avail.float()
