@@ -145,3 +145,32 @@ def test_tiny_smax_run_writes_checkpoints_that_load_and_act(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="not a policy checkpoint"):
         load_policy(tmp_path / "list.pt")
+
+
+def test_a_failed_replay_dump_is_reported_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    import lit_omarl.data.schema as schema
+    from lit_omarl.behaviour._online_common import MilestoneRecorder
+
+    class Buffer:
+        added = 3
+
+        def __len__(self):
+            return 3
+
+        def to_arrays(self):
+            return {}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    saved = []
+    cfg = MAPPOOnlineConfig(milestones=(0.5,), replay_milestones=(0.2, 0.4), stop_at_win_rate=0.4)
+    recorder = MilestoneRecorder(tmp_path, cfg, SPEC, Buffer(), lambda path, meta: saved.append(path.name), "test")
+    monkeypatch.setattr(schema, "write_dataset", disk_full)
+    recorder.after_test({"win_rate": 0.5}, {}, 100)
+    assert saved == ["winrate_0.50.pt"]  # the checkpoint is still written
+    assert recorder.dumped == set() and set(recorder.dump_errors) == {0.2, 0.4}
+    assert "No space left on device" in capsys.readouterr().err
+    recorder.after_test({"win_rate": 0.5}, {}, 200)
+    assert capsys.readouterr().err == ""  # not retried at every test
+    assert recorder.should_stop(0.5)  # a failed dump does not keep a stop_at_win_rate run going forever

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,6 +136,9 @@ class MilestoneRecorder:
         self.curve: list[dict[str, Any]] = []
         self.reached: set[float] = set()
         self.dumped: set[float] = set()
+        #: replay milestones whose dump could not be written (e.g. a full disk): message per milestone;
+        #: training goes on (the checkpoints are the run's main product) and the summary lists them
+        self.dump_errors: dict[float, str] = {}
         self.stop_at = float(config.stop_at_win_rate)
         self.pending_dumps = {m for m in config.replay_milestones if m <= self.stop_at}
 
@@ -164,17 +168,25 @@ class MilestoneRecorder:
                 self.reached.add(m)
                 self.save(self.out / f"winrate_{m:.2f}.pt", {**meta, "kind": "milestone", "milestone": m})
         for m in sorted(self.config.replay_milestones):
-            if result["win_rate"] >= m and m not in self.dumped and len(self.buffer):  # (empty: wait for the next test)
+            if result["win_rate"] < m or m in self.dumped or m in self.dump_errors or not len(self.buffer):
+                continue  # (an empty buffer waits for the next test)
+            attrs = {"spec": self.spec, "quality": "medium_replay", "source": "generated", "seed": self.config.seed,
+                     "behaviour": f"{self.source} replay buffer until test win rate {m:.2f}",
+                     "generator": f"lit_omarl {self.source}", "env_steps": steps, "win_rate": result["win_rate"],
+                     "episodes_collected": self.buffer.added}
+            path = self.out / f"replay_winrate_{m:.2f}.h5"
+            try:
+                write_dataset(path, self.buffer.to_arrays(), attrs, overwrite=True)
+            except OSError as err:
+                self.dump_errors[m] = f"{path}: {err}"
+                print(f"warning: replay dump at win rate {m:.2f} not written ({path}: {err}); training goes on",
+                      file=sys.stderr, flush=True)
+            else:
                 self.dumped.add(m)
-                attrs = {"spec": self.spec, "quality": "medium_replay", "source": "generated", "seed": self.config.seed,
-                         "behaviour": f"{self.source} replay buffer until test win rate {m:.2f}",
-                         "generator": f"lit_omarl {self.source}", "env_steps": steps, "win_rate": result["win_rate"],
-                         "episodes_collected": self.buffer.added}
-                write_dataset(self.out / f"replay_winrate_{m:.2f}.h5", self.buffer.to_arrays(), attrs, overwrite=True)
 
     def should_stop(self, win_rate: float) -> bool:
         """The last test reached ``stop_at_win_rate`` (> 0) and every replay milestone up to it is dumped."""
-        return self.stop_at > 0 and win_rate >= self.stop_at and self.pending_dumps <= self.dumped
+        return self.stop_at > 0 and win_rate >= self.stop_at and self.pending_dumps <= self.dumped | set(self.dump_errors)
 
 
 # ------------------------------------------------------------------ command line

@@ -475,6 +475,7 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
                "minutes": minutes_before + (time.perf_counter() - start) / 60, "init_from": config.init_from, "final_win_rate": curve[-1]["win_rate"],
                "best_win_rate": recorder.best_win_rate, "milestones_reached": sorted(recorder.reached),
                "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(recorder.dumped)],
+               "replay_dump_errors": {f"{m:.2f}": e for m, e in sorted(recorder.dump_errors.items())},
                "stopped_at_win_rate": stopped_early, "curve": curve}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
