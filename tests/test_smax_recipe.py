@@ -57,6 +57,7 @@ def test_generate_command_takes_batch_size(tmp_path):
 
 
 def test_qmix_online_stops_once_the_replay_milestone_is_dumped(tmp_path, monkeypatch):
+    from lit_omarl.behaviour import _online_common
     from lit_omarl.behaviour import qmix_online as Q
 
     scripted = iter([0.5, 0.0, 0.25, 0.31, 0.9, 0.9])  # test 0 runs before any episode: its dump has to wait
@@ -64,7 +65,7 @@ def test_qmix_online_stops_once_the_replay_milestone_is_dumped(tmp_path, monkeyp
     def fake_test(policy, env, episodes, seed):
         return {"win_rate": next(scripted), "return": 0.0, "episode_length": 10.0}
 
-    monkeypatch.setattr(Q, "_test", fake_test)
+    monkeypatch.setattr(_online_common, "greedy_test", fake_test)
     cfg = Q.QMIXOnlineConfig(env_id="mmdp", env_steps=10**6, num_envs=2, batch_size=2, eval_every=20, eval_episodes=2,
                              checkpoint_every=0, milestones=(0.3,), replay_milestones=(0.3,), stop_at_win_rate=0.3)
     summary = Q.train_qmix(cfg, tmp_path / "run")
