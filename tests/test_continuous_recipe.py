@@ -156,3 +156,15 @@ def test_reference_returns_apply_only_to_their_options():
     assert reference_returns(cheetah, {"agent_obsk": 1, "episode_limit": 1000, "out_of_bounds": "clip"}) == (rnd, exp)
     assert reference_returns(cheetah, {"agent_obsk": 0}) is None
     assert normalized_score(cheetah, {}, exp) == pytest.approx(100.0)
+
+
+def test_stored_references_are_the_shipped_policies_measurements():
+    """The reference returns kept in code are the ones measured when the policies were shipped."""
+    from lit_omarl.behaviour import ASSETS
+    from lit_omarl.envs.reference_returns import REFERENCES
+
+    assert {"mpe/simple_spread", "mpe/simple_tag", "mpe/simple_world_comm", "mamujoco/HalfCheetah-2x3"} <= set(REFERENCES)
+    for env_id, ref in REFERENCES.items():
+        shipped = json.loads((ASSETS / env_id.replace("/", "_") / "policies.json").read_text())
+        assert shipped["env_id"] == env_id and shipped["env_options"] == ref["env_options"], env_id
+        assert (shipped["references"]["random"], shipped["references"]["expert"]) == (ref["random"], ref["expert"]), env_id

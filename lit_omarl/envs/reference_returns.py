@@ -44,6 +44,17 @@ REFERENCES: dict[str, dict[str, Any]] = {
         "env_options": {"prey_policy": "pretrained"},
         "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mpe/simple_tag --option prey_policy=pretrained",
     },
+    # measured 2026-11-22 by `python -m lit_omarl.behaviour.continuous_recipe ship --run RUN ...` (load average 1.80 on
+    # 2 cores; 1000 episodes each, std random 9.25, expert 23.59) with the shipped world prey
+    # (prey_policy="pretrained", lit_omarl/assets/behaviour/mpe_prey/simple_world_comm.pt); expert =
+    # mpe_simple_world_comm/expert.pt (MATD3, 1.5M steps). Not valid against the default "heuristic" prey.
+    "mpe/simple_world_comm": {
+        "random": 4.332912445068359,
+        "expert": 53.870967864990234,
+        "episodes": 1000,
+        "env_options": {"prey_policy": "pretrained"},
+        "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mpe/simple_world_comm --option prey_policy=pretrained",
+    },
     # measured 2026-11-22 by `python -m lit_omarl.behaviour.continuous_recipe ship --run RUN ...` (load average 2.3 on
     # 2 cores; 1000 episodes each, std random 80.4, expert 782.8); expert = mamujoco_HalfCheetah-2x3/expert.pt
     # (MATD3, 570,624 env steps in 45 min; lit_omarl/assets/behaviour/mamujoco_HalfCheetah-2x3/policies.json)
