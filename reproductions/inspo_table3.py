@@ -54,9 +54,6 @@ def build_table(bridge_dir: Path | None) -> TableSpec:
         run_fn="lit_omarl.repro.train:run_cell",
         overrides=real_data_overrides(bridge_dir) if bridge_dir else {},
         deviations=(
-            "Seeds: runs finished before 2026-11-22 05:05 UTC (lit_omarl before the commit 'reproductions seed every stream') "
-            "took the run seed for network initialisation and training randomness only; their batch order (data.seed) "
-            "and evaluation episodes (model seed) were seed 0 in every run, so their +- understates seed-to-seed variance.",
             f"Data: {source}.",
             "The paper's Table 3 numbers are not available in our copy of inspo.md; its text claims only InSPO and "
             "AlberDICE reach near-optimal returns on both datasets (optimal data: mean return about -1.26).",
