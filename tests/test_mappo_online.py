@@ -140,11 +140,28 @@ def test_tiny_smax_run_writes_checkpoints_that_load_and_act(tmp_path):
     assert isinstance(policy, MAPPOPolicy)
     metrics = evaluate(policy, "smax/2s3z", None, episodes=4, seed=0, deterministic=True, max_envs=4)
     assert 0.0 <= metrics["win_rate"] <= 1.0 and metrics["episode_length"] >= 1
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        train_mappo(cfg, run)
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="not a policy checkpoint"):
         load_policy(tmp_path / "list.pt")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train_mappo(cfg, run)
+
+    # a continuation starts from a checkpoint's weights and counters (ship.py reads the chain)
+    from dataclasses import replace
+
+    start = json.loads((run / "final.json").read_text())
+    more = replace(cfg, env_steps=start["env_steps"] + 150, init_from=str(run / "final.pt"), milestones=(),
+                   replay_milestones=())
+    cont = train_mappo(more, tmp_path / "cont")
+    first = json.loads((tmp_path / "cont" / "curve.jsonl").read_text().splitlines()[0])
+    assert first["env_steps"] == start["env_steps"] and first["episodes"] == start["episodes"]
+    assert first["return"] == start["return"]  # the same weights, the same seeded test episodes
+    assert cont["env_steps"] >= start["env_steps"] + 150 and cont["updates"] > start["updates"]
+    assert json.loads((tmp_path / "cont" / "config.json").read_text())["init_from"] == str(run / "final.pt")
+    with pytest.raises(ValueError, match="network sizes differ"):
+        train_mappo(replace(more, critic_hidden_dim=16), tmp_path / "bad")
+    with pytest.raises(ValueError, match="not a mappo_online checkpoint"):
+        train_mappo(replace(more, init_from=str(tmp_path / "list.pt")), tmp_path / "bad2")
 
 
 def test_a_failed_replay_dump_is_reported_and_training_goes_on(tmp_path, monkeypatch, capsys):

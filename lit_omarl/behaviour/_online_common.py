@@ -120,6 +120,26 @@ def greedy_test(policy: Any, env: Any, episodes: int, seed: int) -> dict[str, fl
     return {"win_rate": float(won.mean()), "return": float(ret.mean()), "episode_length": float(length.mean())}
 
 
+def load_continuation(path: Path, fmt: str, trainer: str, spec: dict[str, Any], config: Any,
+                      size_keys: tuple[str, ...]) -> dict[str, Any]:
+    """The checkpoint ``path`` a run continues (``--init-from``), checked against the new run: its format,
+    env spec and network sizes (``size_keys`` of the two configs). Errors name the file and the mismatch."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"--init-from {path}: cannot read the checkpoint ({err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise ValueError(f"--init-from {path}: not a {trainer} checkpoint")
+    have = ckpt["spec"]
+    if have != spec:
+        raise ValueError(f"--init-from {path}: trained on {have.get('env_id')!r} with another spec than this run's "
+                         f"{spec.get('env_id')!r}")
+    diff = {k: (ckpt["config"].get(k), getattr(config, k)) for k in size_keys if ckpt["config"].get(k) != getattr(config, k)}
+    if diff:
+        raise ValueError(f"--init-from {path}: network sizes differ (checkpoint, this run): {diff}")
+    return ckpt
+
+
 class MilestoneRecorder:
     """The greedy tests of a discrete online trainer (qmix_online, mappo_online) and what follows each:
     the curve (``curve``, ``<out>/curve.jsonl``, TensorBoard), a checkpoint ``winrate_<m>.pt`` the first

@@ -38,6 +38,9 @@ the returns (MAPPO's value normalisation); Adam, gradient clipping.
 Command::
 
     python -m lit_omarl.behaviour.mappo_online --map 5m_vs_6m --env-steps 10000000 --out runs/mappo_5m_vs_6m --seed 0
+
+``--init-from RUN/final.pt --out NEW`` continues a run in a new folder (as qmix_online:
+``lit_omarl.behaviour.ship`` reads the chain), so a long run can span sessions.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean
 from lit_omarl.behaviour._online_common import (EvalSchedule, MilestoneRecorder, OnlineConfigBase, add_run_args,
-                                                config_dict, floats, out_of_budget, run_and_print, scalars, seeded,
-                                                write_checkpoint)
+                                                config_dict, floats, load_continuation, out_of_budget, run_and_print,
+                                                scalars, seeded, write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -88,6 +91,9 @@ class MAPPOOnlineConfig(OnlineConfigBase):
         stop_at_win_rate: tests, checkpoints and replay dumps as in qmix_online.
         buffer_size: training episodes kept (FIFO) for the replay dumps.
         threads: torch intra-op threads.
+        init_from: continue from this checkpoint of an earlier run (actor, critic, value normalisation, env-step,
+            episode and iteration counts); Adam's moments, the episode FIFO and the RNG streams start afresh.
+            "" = a fresh run.
     """
 
     env_id: str = "smax/2s3z"
@@ -112,6 +118,7 @@ class MAPPOOnlineConfig(OnlineConfigBase):
     stop_at_win_rate: float = 0.0
     buffer_size: int = 5000
     threads: int = 1
+    init_from: str = ""
 
 
 # ------------------------------------------------------------------ policy
@@ -344,7 +351,8 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
 
     out = Path(out)
     if (out / "config.json").exists():
-        raise FileExistsError(f"{out}: already holds a run; choose a new --out")
+        raise FileExistsError(f"{out}: already holds a run; choose a new --out (to go on from one of its "
+                              "checkpoints: --init-from CKPT)")
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, int(config.threads)))
     gen, env_seed, test_seed = seeded(config.seed)
@@ -359,7 +367,17 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
     (out / "config.json").write_text(json.dumps({**config_dict(config), "algorithm": "mappo"}, indent=2) + "\n")
 
     steps = episodes = iterations = 0
+    minutes_before = 0.0
     schedule = EvalSchedule(config.eval_every, config.checkpoint_every)
+    if config.init_from:
+        ckpt = load_continuation(Path(config.init_from), CHECKPOINT_FORMAT, "mappo_online", spec.to_dict(), config,
+                                 ("agent_hidden_dim", "critic_hidden_dim"))
+        learner.policy.agent.load_state_dict(ckpt["agent"])
+        learner.critic.load_state_dict(ckpt["critic"])
+        learner.value_norm.load_state_dict(ckpt["value_norm"])
+        steps, episodes, iterations = int(ckpt["env_steps"]), int(ckpt["episodes"]), int(ckpt["updates"])
+        minutes_before = float(ckpt.get("minutes", 0.0))
+        schedule.start_at(steps)
     recorder = MilestoneRecorder(out, config, spec, buffer, lambda path, meta: save_checkpoint(path, learner, meta),
                                  "mappo_online")
     start = time.perf_counter()
@@ -368,7 +386,7 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
 
     def test_and_save() -> dict[str, Any]:
         counters = {"env_steps": steps, "episodes": episodes, "updates": iterations,
-                    "minutes": (time.perf_counter() - start) / 60}
+                    "minutes": minutes_before + (time.perf_counter() - start) / 60}
         return recorder.test(learner.policy, test_env, test_seed, writer, counters, verbose=verbose)
 
     stopped_early = False
@@ -401,7 +419,8 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
     save_checkpoint(out / "final.pt", learner, {**meta, "kind": "final"})
     writer.close()
     summary = {"env_id": spec.env_id, "algorithm": "mappo", "env_steps": steps, "episodes": episodes,
-               "updates": iterations, "minutes": (time.perf_counter() - start) / 60, "init_from": "",
+               "updates": iterations, "minutes": minutes_before + (time.perf_counter() - start) / 60,
+               "init_from": config.init_from,
                "final_win_rate": curve[-1]["win_rate"], "best_win_rate": recorder.best_win_rate,
                "milestones_reached": sorted(recorder.reached),
                "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(recorder.dumped)],
@@ -426,13 +445,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-value-norm", action="store_true", help="train the critic on raw returns")
     p.add_argument("--milestones", type=floats, default=d.milestones, help="comma-separated test win rates")
     p.add_argument("--replay-milestones", type=floats, default=d.replay_milestones)
+    p.add_argument("--init-from", default="", help="continue from this checkpoint of an earlier run (weights, value "
+                   "normalisation and counters; fresh optimizer state and episode FIFO)")
     a = p.parse_args(argv)
     fields = {k: getattr(a, k) for k in ("env_steps", "max_minutes", "seed", "num_envs", "epochs", "minibatches",
                                          "agent_hidden_dim", "critic_hidden_dim", "eval_every", "eval_episodes",
                                          "checkpoint_every", "buffer_size", "threads", "gamma", "gae_lambda", "lr",
                                          "critic_lr", "clip", "entropy_coef", "grad_clip_norm", "stop_at_win_rate",
                                          "milestones", "replay_milestones")}
-    config = MAPPOOnlineConfig(env_id=a.env or f"smax/{a.map}", value_norm=not a.no_value_norm, **fields)
+    config = MAPPOOnlineConfig(env_id=a.env or f"smax/{a.map}", value_norm=not a.no_value_norm,
+                               init_from=str(Path(a.init_from).resolve()) if a.init_from else "", **fields)
     return run_and_print(train_mappo, config, a.out)
 
 

@@ -69,8 +69,8 @@ from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean, td_lambda_targets
 from lit_omarl.behaviour._online_common import (EvalSchedule, MilestoneRecorder, OnlineConfigBase, add_run_args,
-                                                config_dict, floats, out_of_budget, run_and_print, scalars,
-                                                seeded, write_checkpoint)
+                                                config_dict, floats, load_continuation, out_of_budget, run_and_print,
+                                                scalars, seeded, write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -355,21 +355,8 @@ def save_checkpoint(path: Path, learner: QMIXLearner, meta: dict[str, Any]) -> P
 def _continue_from(learner: QMIXLearner, path: Path) -> tuple[int, int, int, float]:
     """Load a checkpoint's agent and mixer into ``learner`` (targets copied); its env steps, episodes,
     updates and minutes. Errors name the file and what does not match the run's config."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise ValueError(f"--init-from {path}: cannot read the checkpoint ({err})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"--init-from {path}: not a qmix_online checkpoint")
-    want, have = learner.policy.spec.to_dict(), ckpt["spec"]
-    if have.get("env_id") != want.get("env_id") or have != want:
-        raise ValueError(f"--init-from {path}: trained on {have.get('env_id')!r} with another spec than this run's "
-                         f"{want.get('env_id')!r}")
-    sizes = ("agent_hidden_dim", "mixer_embed_dim", "hypernet_embed_dim")
-    diff = {k: (ckpt["config"].get(k), getattr(learner.config, k)) for k in sizes
-            if ckpt["config"].get(k) != getattr(learner.config, k)}
-    if diff:
-        raise ValueError(f"--init-from {path}: network sizes differ (checkpoint, this run): {diff}")
+    ckpt = load_continuation(path, CHECKPOINT_FORMAT, "qmix_online", learner.policy.spec.to_dict(), learner.config,
+                             ("agent_hidden_dim", "mixer_embed_dim", "hypernet_embed_dim"))
     learner.policy.agent.load_state_dict(ckpt["agent"])
     learner.mixer.load_state_dict(ckpt["mixer"])
     learner.update_targets()
