@@ -143,7 +143,7 @@ def test_tiny_smax_run_writes_checkpoints_that_load_and_act(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="not a policy checkpoint"):
         load_policy(tmp_path / "list.pt")
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match="already holds a mappo_online run"):
         train_mappo(cfg, run)
 
     # a continuation starts from a checkpoint's weights and counters (ship.py reads the chain)

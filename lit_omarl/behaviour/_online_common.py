@@ -209,6 +209,93 @@ class MilestoneRecorder:
         return self.stop_at > 0 and win_rate >= self.stop_at and self.pending_dumps <= self.dumped | set(self.dump_errors)
 
 
+class DiscreteRun:
+    """The frame the discrete online trainers (qmix_online, mappo_online) share around their own
+    collect-and-update step: the output folder (never reused), seeding, the training and test envs,
+    TensorBoard, ``config.json``, the counters (``steps``, ``episodes``, ``updates``; a continuation sets
+    them with :meth:`continue_at`), the test / checkpoint schedule and stop rules (:meth:`keep_going`),
+    and the final test, checkpoint and ``summary.json`` (:meth:`finish`).
+
+    ``test_extra()`` adds trainer-specific fields to every test's checkpoint metadata.
+    """
+
+    def __init__(self, config: Any, out: str | Path, trainer: str, *, test_num_envs: int | None = None,
+                 config_extra: dict[str, Any] | None = None, verbose: bool = False,
+                 test_extra: Callable[[], dict[str, Any]] = dict) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from lit_omarl.envs import make
+
+        out = Path(out)
+        if (out / "config.json").exists():
+            raise FileExistsError(f"{out}: already holds a {trainer} run; choose a new --out "
+                                  "(to go on from one of its checkpoints: --init-from CKPT)")
+        out.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(max(1, int(config.threads)))
+        self.gen, env_seed, self.test_seed = seeded(config.seed)
+        self.env = make(config.env_id, num_envs=config.num_envs, seed=env_seed, **config.env_options)
+        self.test_env = make(config.env_id, num_envs=test_num_envs or config.num_envs, seed=self.test_seed,
+                             **config.env_options)
+        self.spec = self.env.spec
+        self.writer = SummaryWriter(str(out / "tb"))
+        (out / "config.json").write_text(json.dumps({**asdict(config), **(config_extra or {})}, indent=2) + "\n")
+        self.config, self.out, self.trainer, self.verbose, self.test_extra = config, out, trainer, verbose, test_extra
+        self.steps = self.episodes = self.updates = 0
+        self.minutes_before = 0.0
+        self.schedule = EvalSchedule(config.eval_every, config.checkpoint_every)
+        self.meta: dict[str, Any] = {}
+        self.stopped_early = False
+
+    def continue_at(self, steps: int, episodes: int, updates: int, minutes: float) -> None:
+        """The counters of the checkpoint a continued run starts from (tests resume there)."""
+        self.steps, self.episodes, self.updates, self.minutes_before = steps, episodes, updates, minutes
+        self.schedule.start_at(steps)
+
+    def begin(self, policy: Any, buffer: Any, save: Callable[[Path, dict[str, Any]], Any]) -> None:
+        """Start the clock; ``save(path, meta)`` writes a checkpoint of the learner, ``buffer`` feeds the dumps."""
+        self.policy, self.save = policy, save
+        self.recorder = MilestoneRecorder(self.out, self.config, self.spec, buffer, save, self.trainer)
+        self.start = time.perf_counter()
+
+    @property
+    def minutes(self) -> float:
+        return self.minutes_before + (time.perf_counter() - self.start) / 60
+
+    def test(self) -> dict[str, Any]:
+        counters = {"env_steps": self.steps, "episodes": self.episodes, "updates": self.updates, "minutes": self.minutes}
+        return self.recorder.test(self.policy, self.test_env, self.test_seed, self.writer, counters, self.test_extra(),
+                                  self.verbose)
+
+    def keep_going(self) -> bool:
+        """Test / checkpoint when due; False once the stop-at-win-rate rule or the budget ends the run."""
+        tested = self.schedule.tick(self.steps, self.test, lambda m: self.save(self.out / f"step_{self.steps}.pt",
+                                                                               {**m, "kind": "periodic"}))
+        if tested is not None:
+            self.meta = tested
+            if self.recorder.should_stop(self.recorder.curve[-1]["win_rate"]):
+                self.stopped_early = True
+                return False
+        return not out_of_budget(self.config, self.steps, self.start)
+
+    def finish(self, summary_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A last test (unless one ran at this step), ``final.pt`` and ``summary.json``; the summary."""
+        curve = self.recorder.curve
+        if curve[-1]["env_steps"] != self.steps:
+            self.meta = self.test()
+        self.save(self.out / "final.pt", {**self.meta, "kind": "final"})
+        self.writer.close()
+        rec = self.recorder
+        summary = {"env_id": self.spec.env_id, **(summary_extra or {}), "env_steps": self.steps,
+                   "episodes": self.episodes, "updates": self.updates, "minutes": self.minutes,
+                   "init_from": self.config.init_from, "final_win_rate": curve[-1]["win_rate"],
+                   "best_win_rate": rec.best_win_rate, "milestones_reached": sorted(rec.reached),
+                   "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(rec.dumped)],
+                   "replay_dump_errors": {f"{m:.2f}": e for m, e in sorted(rec.dump_errors.items())},
+                   "stopped_at_win_rate": self.stopped_early, "curve": curve}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
 # ------------------------------------------------------------------ command line
 def floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())

@@ -46,7 +46,6 @@ Command::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean
-from lit_omarl.behaviour._online_common import (EvalSchedule, MilestoneRecorder, OnlineConfigBase, add_run_args,
-                                                config_dict, floats, load_continuation, out_of_budget, run_and_print,
-                                                scalars, seeded, write_checkpoint)
+from lit_omarl.behaviour._online_common import (DiscreteRun, OnlineConfigBase, add_run_args, config_dict, floats,
+                                                load_continuation, run_and_print, scalars, write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -344,90 +342,39 @@ def save_checkpoint(path: Path, learner: MAPPOLearner, meta: dict[str, Any]) -> 
 # ------------------------------------------------------------------ training
 def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = False) -> dict[str, Any]:
     """Train MAPPO online (module docstring); returns a summary (also written to ``out/summary.json``)."""
-    from torch.utils.tensorboard import SummaryWriter
-
     from lit_omarl.behaviour.qmix_online import EpisodeBuffer
-    from lit_omarl.envs import make
 
-    out = Path(out)
-    if (out / "config.json").exists():
-        raise FileExistsError(f"{out}: already holds a run; choose a new --out (to go on from one of its "
-                              "checkpoints: --init-from CKPT)")
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, int(config.threads)))
-    gen, env_seed, test_seed = seeded(config.seed)
-    env = make(config.env_id, num_envs=config.num_envs, seed=env_seed, **config.env_options)
-    test_env = make(config.env_id, num_envs=min(config.num_envs, config.eval_episodes), seed=test_seed,
-                    **config.env_options)
-    spec = env.spec
-    learner = MAPPOLearner(spec, config)
+    run = DiscreteRun(config, out, "mappo_online", test_num_envs=min(config.num_envs, config.eval_episodes),
+                      config_extra={"algorithm": "mappo"}, verbose=verbose)
+    env, writer = run.env, run.writer
+    learner = MAPPOLearner(run.spec, config)
     sampler = _Sampler(learner.policy)
-    buffer = EpisodeBuffer(config.buffer_size, spec)
-    writer = SummaryWriter(str(out / "tb"))
-    (out / "config.json").write_text(json.dumps({**config_dict(config), "algorithm": "mappo"}, indent=2) + "\n")
-
-    steps = episodes = iterations = 0
-    minutes_before = 0.0
-    schedule = EvalSchedule(config.eval_every, config.checkpoint_every)
+    buffer = EpisodeBuffer(config.buffer_size, run.spec)
     if config.init_from:
-        ckpt = load_continuation(Path(config.init_from), CHECKPOINT_FORMAT, "mappo_online", spec.to_dict(), config,
+        ckpt = load_continuation(Path(config.init_from), CHECKPOINT_FORMAT, "mappo_online", run.spec.to_dict(), config,
                                  ("agent_hidden_dim", "critic_hidden_dim"))
         learner.policy.agent.load_state_dict(ckpt["agent"])
         learner.critic.load_state_dict(ckpt["critic"])
         learner.value_norm.load_state_dict(ckpt["value_norm"])
-        steps, episodes, iterations = int(ckpt["env_steps"]), int(ckpt["episodes"]), int(ckpt["updates"])
-        minutes_before = float(ckpt.get("minutes", 0.0))
-        schedule.start_at(steps)
-    recorder = MilestoneRecorder(out, config, spec, buffer, lambda path, meta: save_checkpoint(path, learner, meta),
-                                 "mappo_online")
-    start = time.perf_counter()
-    curve = recorder.curve
-    meta: dict[str, Any] = {}
-
-    def test_and_save() -> dict[str, Any]:
-        counters = {"env_steps": steps, "episodes": episodes, "updates": iterations,
-                    "minutes": minutes_before + (time.perf_counter() - start) / 60}
-        return recorder.test(learner.policy, test_env, test_seed, writer, counters, verbose=verbose)
-
-    stopped_early = False
-    while True:
-        tested = schedule.tick(steps, test_and_save, lambda m: save_checkpoint(out / f"step_{steps}.pt", learner,
-                                                                               {**m, "kind": "periodic"}))
-        if tested is not None:
-            meta = tested
-            if recorder.should_stop(curve[-1]["win_rate"]):
-                stopped_early = True
-                break
-        if out_of_budget(config, steps, start):
-            break
+        run.continue_at(int(ckpt["env_steps"]), int(ckpt["episodes"]), int(ckpt["updates"]),
+                        float(ckpt.get("minutes", 0.0)))
+    run.begin(learner.policy, buffer, lambda path, meta: save_checkpoint(path, learner, meta))
+    while run.keep_going():
         with torch.no_grad():
-            raw = rollout(env, sampler, torch.arange(episodes, episodes + env.num_envs), gen)
+            raw = rollout(env, sampler, torch.arange(run.episodes, run.episodes + env.num_envs), run.gen)
         buffer.add(raw)
-        steps += int(raw["filled"].sum())
-        episodes += env.num_envs
-        stats = learner.update(trim(raw), gen)
-        iterations += 1
+        run.steps += int(raw["filled"].sum())
+        run.episodes += env.num_envs
+        stats = learner.update(trim(raw), run.gen)
+        run.updates += 1
+        steps = run.steps
         writer.add_scalar("train/return", float(raw["reward"].sum(1).mean()), steps)
         if "won" in raw:
             writer.add_scalar("train/win_rate", float(raw["won"].float().mean()), steps)
         for name, value in stats.items():
             writer.add_scalar(f"train/{name}", value, steps)
-        writer.add_scalar("perf/env_steps_per_sec", steps / max(time.perf_counter() - start, 1e-9), steps)
-
-    if curve[-1]["env_steps"] != steps:
-        meta = test_and_save()
-    save_checkpoint(out / "final.pt", learner, {**meta, "kind": "final"})
-    writer.close()
-    summary = {"env_id": spec.env_id, "algorithm": "mappo", "env_steps": steps, "episodes": episodes,
-               "updates": iterations, "minutes": minutes_before + (time.perf_counter() - start) / 60,
-               "init_from": config.init_from,
-               "final_win_rate": curve[-1]["win_rate"], "best_win_rate": recorder.best_win_rate,
-               "milestones_reached": sorted(recorder.reached),
-               "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(recorder.dumped)],
-               "replay_dump_errors": {f"{m:.2f}": e for m, e in sorted(recorder.dump_errors.items())},
-               "stopped_at_win_rate": stopped_early, "curve": curve}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+        writer.add_scalar("perf/env_steps_per_sec", steps / max(time.perf_counter() - run.start, 1e-9), steps)
+    return run.finish({"algorithm": "mappo"})
 
 
 # ------------------------------------------------------------------ command line

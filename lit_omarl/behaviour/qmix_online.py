@@ -55,10 +55,9 @@ A ``medium_replay`` run stops as soon as its dump exists: ``--replay-milestones 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,9 +67,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_omarl.algos.losses import ensure_some_available, masked_mean, td_lambda_targets
-from lit_omarl.behaviour._online_common import (EvalSchedule, MilestoneRecorder, OnlineConfigBase, add_run_args,
-                                                config_dict, floats, load_continuation, out_of_budget, run_and_print,
-                                                scalars, seeded, write_checkpoint)
+from lit_omarl.behaviour._online_common import (DiscreteRun, OnlineConfigBase, add_run_args, config_dict, floats,
+                                                load_continuation, run_and_print, scalars, write_checkpoint)
 from lit_omarl.data.generate import Behaviour, rollout
 from lit_omarl.nets import AgentInputs, QMixer, RNNAgent
 from lit_omarl.spec import EnvSpec
@@ -369,66 +367,27 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
 
     ``log_every``: rollouts between TensorBoard training scalars; ``verbose``: print each test as a JSON line.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from lit_omarl.envs import make
-
-    out = Path(out)
-    if (out / "config.json").exists():
-        raise FileExistsError(f"{out}: already holds a qmix_online run; choose a new --out "
-                              "(to go on from one of its checkpoints: --init-from CKPT)")
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, int(config.threads)))
-    gen, env_seed, test_seed = seeded(config.seed)
-    env = make(config.env_id, num_envs=config.num_envs, seed=env_seed, **config.env_options)
-    test_env = make(config.env_id, num_envs=config.num_envs, seed=test_seed, **config.env_options)  # same compiled core
-    spec = env.spec
-    learner = QMIXLearner(spec, config)
+    run = DiscreteRun(config, out, "qmix_online", verbose=verbose,
+                      test_extra=lambda: {"epsilon": config.epsilon(run.steps)})  # same compiled core for tests
+    env, writer, gen = run.env, run.writer, run.gen
+    learner = QMIXLearner(run.spec, config)
     explorer = _Explorer(learner.policy)
-    buffer = EpisodeBuffer(config.buffer_size, spec)
-    writer = SummaryWriter(str(out / "tb"))
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-
-    steps = episodes = updates = last_target = 0
-    schedule = EvalSchedule(config.eval_every, config.checkpoint_every)
-    minutes_before = 0.0
+    buffer = EpisodeBuffer(config.buffer_size, run.spec)
+    last_target = 0
     if config.init_from:
-        steps, episodes, updates, minutes_before = _continue_from(learner, Path(config.init_from))
-        last_target = episodes
-        schedule.start_at(steps)
-    recorder = MilestoneRecorder(out, config, spec, buffer, lambda path, m: save_checkpoint(path, learner, m),
-                                 "qmix_online")
+        run.continue_at(*_continue_from(learner, Path(config.init_from)))
+        last_target = run.episodes
+    run.begin(learner.policy, buffer, lambda path, meta: save_checkpoint(path, learner, meta))
     update_credit, rollouts = 0.0, 0
-    start = time.perf_counter()
     recent: dict[str, list[float]] = {"won": [], "return": []}
     metrics: dict[str, torch.Tensor] = {}
-    curve = recorder.curve
-
-    def test_and_save() -> dict[str, Any]:
-        counters = {"env_steps": steps, "episodes": episodes, "updates": updates,
-                    "minutes": minutes_before + (time.perf_counter() - start) / 60}
-        return recorder.test(learner.policy, test_env, test_seed, writer, counters,
-                             {"epsilon": config.epsilon(steps)}, verbose)
-
-    stopped_early = False
-    while True:
-        tested = schedule.tick(steps, test_and_save, lambda m: save_checkpoint(out / f"step_{steps}.pt", learner,
-                                                                               {**m, "kind": "periodic"}))
-        if tested is not None:
-            meta = tested
-        if tested is not None and recorder.should_stop(curve[-1]["win_rate"]):
-            stopped_early = True
-            break
-        if out_of_budget(config, steps, start):
-            break
-
-        explorer.epsilon = config.epsilon(steps)
+    while run.keep_going():
+        explorer.epsilon = config.epsilon(run.steps)
         with torch.no_grad():
-            batch = rollout(env, explorer, torch.arange(episodes, episodes + env.num_envs), gen)
+            batch = rollout(env, explorer, torch.arange(run.episodes, run.episodes + env.num_envs), gen)
         buffer.add(batch)
-        n_steps = int(batch["filled"].sum())
-        steps += n_steps
-        episodes += env.num_envs
+        run.steps += int(batch["filled"].sum())
+        run.episodes += env.num_envs
         rollouts += 1
         won = batch.get("won", torch.zeros(env.num_envs, dtype=torch.bool)).float()
         recent["won"] += won.tolist()
@@ -439,33 +398,21 @@ def train_qmix(config: QMIXOnlineConfig, out: str | Path, *, log_every: int = 10
             while update_credit >= 1.0:
                 metrics = learner.update(buffer.sample(config.batch_size, gen))
                 update_credit -= 1.0
-                updates += 1
-            if episodes - last_target >= config.target_update_episodes:
+                run.updates += 1
+            if run.episodes - last_target >= config.target_update_episodes:
                 learner.update_targets()
-                last_target = episodes
+                last_target = run.episodes
 
         if rollouts % log_every == 0:
-            elapsed = time.perf_counter() - start
+            steps = run.steps
             writer.add_scalar("train/win_rate", float(np.mean(recent["won"])), steps)
             writer.add_scalar("train/return", float(np.mean(recent["return"])), steps)
             writer.add_scalar("train/epsilon", explorer.epsilon, steps)
-            writer.add_scalar("perf/env_steps_per_sec", steps / max(elapsed, 1e-9), steps)
+            writer.add_scalar("perf/env_steps_per_sec", steps / max(time.perf_counter() - run.start, 1e-9), steps)
             for name, value in metrics.items():
                 writer.add_scalar(f"train/{name}", float(value), steps)
             recent = {"won": [], "return": []}
-
-    if curve[-1]["env_steps"] != steps:
-        meta = test_and_save()
-    save_checkpoint(out / "final.pt", learner, {**meta, "kind": "final"})
-    writer.close()
-    summary = {"env_id": spec.env_id, "env_steps": steps, "episodes": episodes, "updates": updates,
-               "minutes": minutes_before + (time.perf_counter() - start) / 60, "init_from": config.init_from, "final_win_rate": curve[-1]["win_rate"],
-               "best_win_rate": recorder.best_win_rate, "milestones_reached": sorted(recorder.reached),
-               "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(recorder.dumped)],
-               "replay_dump_errors": {f"{m:.2f}": e for m, e in sorted(recorder.dump_errors.items())},
-               "stopped_at_win_rate": stopped_early, "curve": curve}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return run.finish()
 
 
 # ------------------------------------------------------------------ command line
