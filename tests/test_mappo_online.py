@@ -191,3 +191,30 @@ def test_a_failed_replay_dump_is_reported_and_training_goes_on(tmp_path, monkeyp
     recorder.after_test({"win_rate": 0.5}, {}, 200)
     assert capsys.readouterr().err == ""  # not retried at every test
     assert recorder.should_stop(0.5)  # a failed dump does not keep a stop_at_win_rate run going forever
+
+
+def test_anneal_lr_sets_the_linear_fraction_of_both_learning_rates():
+    learner = MAPPOLearner(SPEC, MAPPOOnlineConfig(lr=4e-3, critic_lr=1e-3, anneal_lr=True))
+    learner.set_lr_fraction(1.0 - 2500 / 10_000)
+    assert learner.actor_optimizer.param_groups[0]["lr"] == pytest.approx(3e-3)
+    assert learner.critic_optimizer.param_groups[0]["lr"] == pytest.approx(7.5e-4)
+    learner.set_lr_fraction(1.0 - 12_000 / 10_000)  # past env_steps (a run stopped late): 0, never negative
+    assert learner.actor_optimizer.param_groups[0]["lr"] == 0.0
+
+
+def test_anneal_lr_reaches_the_optimizer_during_a_run(tmp_path, monkeypatch):
+    from lit_omarl.behaviour import mappo_online
+
+    seen: list[float] = []
+    real_update = mappo_online.MAPPOLearner.update
+
+    def spy(self, batch, generator):
+        seen.append(self.actor_optimizer.param_groups[0]["lr"])
+        return real_update(self, batch, generator)
+
+    monkeypatch.setattr(mappo_online.MAPPOLearner, "update", spy)
+    cfg = MAPPOOnlineConfig(env_id="smax/2s3z", env_steps=400, num_envs=4, epochs=1, eval_every=10**9, eval_episodes=4,
+                            checkpoint_every=10**9, milestones=(), replay_milestones=(), lr=1e-3, anneal_lr=True)
+    mappo_online.train_mappo(cfg, tmp_path / "run")
+    assert seen[0] < 1e-3 and all(b < a for a, b in zip(seen, seen[1:]))  # decays after every collected batch
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["anneal_lr"] is True

@@ -83,6 +83,9 @@ class MAPPOOnlineConfig(OnlineConfigBase):
         clip: PPO ratio clip c (also the value clip, on the normalised scale).
         entropy_coef: weight beta_H of the entropy bonus.
         grad_clip_norm: gradient-norm clipping of actor and critic.
+        anneal_lr: decay both learning rates linearly to 0 at ``env_steps`` (PPO's schedule; the
+            learning rate of an iteration is lr * (1 - env steps so far / env_steps); a continuation
+            follows the same schedule from its checkpoint's env-step count).
         agent_hidden_dim, critic_hidden_dim: network sizes.
         value_norm: standardise value targets with running statistics.
         eval_every, eval_episodes, checkpoint_every, milestones, replay_milestones,
@@ -105,6 +108,7 @@ class MAPPOOnlineConfig(OnlineConfigBase):
     clip: float = 0.2
     entropy_coef: float = 0.01
     grad_clip_norm: float = 10.0
+    anneal_lr: bool = False
     agent_hidden_dim: int = 64
     critic_hidden_dim: int = 128
     value_norm: bool = True
@@ -250,6 +254,13 @@ class MAPPOLearner(nn.Module):
         self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
 
+    def set_lr_fraction(self, fraction: float) -> None:
+        """Set the learning rates to ``fraction`` (clipped to [0, 1]) of the configured ones."""
+        fraction = min(max(fraction, 0.0), 1.0)
+        for optimizer, base in ((self.actor_optimizer, self.config.lr), (self.critic_optimizer, self.config.critic_lr)):
+            for group in optimizer.param_groups:
+                group["lr"] = base * fraction
+
     def values(self, state: torch.Tensor) -> torch.Tensor:
         """Normalised-scale values [B, T] of states [B, T, S]."""
         return self.critic(state).squeeze(-1)
@@ -365,6 +376,8 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
         buffer.add(raw)
         run.steps += int(raw["filled"].sum())
         run.episodes += env.num_envs
+        if config.anneal_lr:
+            learner.set_lr_fraction(1.0 - run.steps / config.env_steps)
         stats = learner.update(trim(raw), run.gen)
         run.updates += 1
         steps = run.steps
@@ -373,6 +386,7 @@ def train_mappo(config: MAPPOOnlineConfig, out: str | Path, *, verbose: bool = F
             writer.add_scalar("train/win_rate", float(raw["won"].float().mean()), steps)
         for name, value in stats.items():
             writer.add_scalar(f"train/{name}", value, steps)
+        writer.add_scalar("train/lr", learner.actor_optimizer.param_groups[0]["lr"], steps)
         writer.add_scalar("perf/env_steps_per_sec", steps / max(time.perf_counter() - run.start, 1e-9), steps)
     return run.finish({"algorithm": "mappo"})
 
@@ -390,6 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in ("gamma", "gae_lambda", "lr", "critic_lr", "clip", "entropy_coef", "grad_clip_norm", "stop_at_win_rate"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--no-value-norm", action="store_true", help="train the critic on raw returns")
+    p.add_argument("--anneal-lr", action="store_true", help="decay the learning rates linearly to 0 at --env-steps")
     p.add_argument("--milestones", type=floats, default=d.milestones, help="comma-separated test win rates")
     p.add_argument("--replay-milestones", type=floats, default=d.replay_milestones)
     p.add_argument("--init-from", default="", help="continue from this checkpoint of an earlier run (weights, value "
@@ -400,7 +415,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          "checkpoint_every", "buffer_size", "threads", "gamma", "gae_lambda", "lr",
                                          "critic_lr", "clip", "entropy_coef", "grad_clip_norm", "stop_at_win_rate",
                                          "milestones", "replay_milestones")}
-    config = MAPPOOnlineConfig(env_id=a.env or f"smax/{a.map}", value_norm=not a.no_value_norm,
+    config = MAPPOOnlineConfig(env_id=a.env or f"smax/{a.map}", value_norm=not a.no_value_norm, anneal_lr=a.anneal_lr,
                                init_from=str(Path(a.init_from).resolve()) if a.init_from else "", **fields)
     return run_and_print(train_mappo, config, a.out)
 
