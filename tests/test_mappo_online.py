@@ -218,3 +218,25 @@ def test_anneal_lr_reaches_the_optimizer_during_a_run(tmp_path, monkeypatch):
     mappo_online.train_mappo(cfg, tmp_path / "run")
     assert seen[0] < 1e-3 and all(b < a for a, b in zip(seen, seen[1:]))  # decays after every collected batch
     assert json.loads((tmp_path / "run" / "config.json").read_text())["anneal_lr"] is True
+
+
+def test_a_stop_file_ends_the_run_like_its_budget(tmp_path, monkeypatch):
+    from lit_omarl.behaviour import mappo_online
+    from lit_omarl.behaviour._online_common import STOP_FILE
+
+    run = tmp_path / "run"
+    real_update, calls = mappo_online.MAPPOLearner.update, []
+
+    def update_then_ask_to_stop(self, batch, generator):
+        calls.append(1)
+        if len(calls) == 2:
+            (run / STOP_FILE).touch()
+        return real_update(self, batch, generator)
+
+    monkeypatch.setattr(mappo_online.MAPPOLearner, "update", update_then_ask_to_stop)
+    cfg = MAPPOOnlineConfig(env_id="smax/2s3z", env_steps=10**9, num_envs=4, epochs=1, eval_every=10**9, eval_episodes=4,
+                            checkpoint_every=10**9, milestones=(), replay_milestones=())
+    summary = mappo_online.train_mappo(cfg, run)
+    assert len(calls) == 2 and summary["updates"] == 2 and summary["stopped_by_request"] is True
+    assert (run / "final.pt").exists() and json.loads((run / "summary.json").read_text())["stopped_by_request"]
+    assert summary["curve"][-1]["env_steps"] == summary["env_steps"]  # the final test ran

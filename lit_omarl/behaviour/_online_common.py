@@ -209,12 +209,19 @@ class MilestoneRecorder:
         return self.stop_at > 0 and win_rate >= self.stop_at and self.pending_dumps <= self.dumped | set(self.dump_errors)
 
 
+#: a file of this name in a run's folder asks the run to finish (see :class:`DiscreteRun`)
+STOP_FILE = "STOP"
+
+
 class DiscreteRun:
     """The frame the discrete online trainers (qmix_online, mappo_online) share around their own
     collect-and-update step: the output folder (never reused), seeding, the training and test envs,
     TensorBoard, ``config.json``, the counters (``steps``, ``episodes``, ``updates``; a continuation sets
     them with :meth:`continue_at`), the test / checkpoint schedule and stop rules (:meth:`keep_going`),
     and the final test, checkpoint and ``summary.json`` (:meth:`finish`).
+
+    A file named ``STOP`` in the output folder (``touch RUN/STOP``) ends the run at its next iteration
+    the way its budget would: final test, ``final.pt`` and ``summary.json`` (``"stopped_by_request"``).
 
     ``test_extra()`` adds trainer-specific fields to every test's checkpoint metadata.
     """
@@ -244,7 +251,7 @@ class DiscreteRun:
         self.minutes_before = 0.0
         self.schedule = EvalSchedule(config.eval_every, config.checkpoint_every)
         self.meta: dict[str, Any] = {}
-        self.stopped_early = False
+        self.stopped_early = self.stopped_by_request = False
 
     def continue_at(self, steps: int, episodes: int, updates: int, minutes: float) -> None:
         """The counters of the checkpoint a continued run starts from (tests resume there)."""
@@ -275,6 +282,9 @@ class DiscreteRun:
             if self.recorder.should_stop(self.recorder.curve[-1]["win_rate"]):
                 self.stopped_early = True
                 return False
+        if (self.out / STOP_FILE).exists():
+            self.stopped_by_request = True
+            return False
         return not out_of_budget(self.config, self.steps, self.start)
 
     def finish(self, summary_extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -291,7 +301,8 @@ class DiscreteRun:
                    "best_win_rate": rec.best_win_rate, "milestones_reached": sorted(rec.reached),
                    "replay_dumps": [f"replay_winrate_{m:.2f}.h5" for m in sorted(rec.dumped)],
                    "replay_dump_errors": {f"{m:.2f}": e for m, e in sorted(rec.dump_errors.items())},
-                   "stopped_at_win_rate": self.stopped_early, "curve": curve}
+                   "stopped_at_win_rate": self.stopped_early, "stopped_by_request": self.stopped_by_request,
+                   "curve": curve}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
