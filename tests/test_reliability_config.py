@@ -69,10 +69,11 @@ def test_package_never_unpickles_or_evaluates_untrusted_input():
 def test_shipped_weights_load_with_weights_only(path):
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert isinstance(ckpt, dict)
-    from lit_omarl.behaviour import matd3_online, qmix_online
+    from lit_omarl.behaviour import mappo_online, matd3_online, qmix_online
     from lit_omarl.envs import mpe
 
     loaders = {qmix_online.CHECKPOINT_FORMAT: qmix_online.QMIXPolicy.load,  # SMAX behaviour policies
+               mappo_online.CHECKPOINT_FORMAT: mappo_online.MAPPOPolicy.load,  # SMAX (the hard maps)
                matd3_online.CHECKPOINT_FORMAT: matd3_online.load_actor,    # MPE behaviour policies
                mpe.PREY_FORMAT: mpe.MLPPreyPolicy.load}                    # the fixed MPE prey
     assert ckpt.get("format") in loaders, f"{path}: unknown checkpoint format {ckpt.get('format')!r}"
