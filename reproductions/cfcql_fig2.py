@@ -36,9 +36,6 @@ TABLE = TableSpec(
     paper=PaperNumbers(source="cfcql.md Fig. 2(b) (a plot; no numbers given)"),
     run_fn="lit_omarl.repro.train:run_cell",
     deviations=(
-        "Seeds: runs finished before 2026-11-22 05:05 UTC (lit_omarl before the commit 'reproductions seed every stream') "
-        "took the run seed for network initialisation and training randomness only; their batch order (data.seed) "
-        "and evaluation episodes (model seed) were seed 0 in every run, so their +- understates seed-to-seed variance.",
         "The expert dataset comes from lit_omarl's scripted Equal_Line expert (equally spaced targets), not a "
         "trained QMIX policy; 1000 episodes of 25 steps.",
         "Agent counts 2-10 in steps of 2: the paper's figure does not list its exact x values.",
