@@ -149,6 +149,32 @@ def test_a_mappo_run_ships_as_mappo(tmp_path, monkeypatch):
     text = (dest / "smax_2s3z" / "README.md").read_text()
     assert text.startswith("# MAPPO behaviour policies") and "mappo_online.py" in text
     assert (tmp_path / "results" / "smax_2s3z_mappo_curve.png").stat().st_size > 0
+    assert main(["--run", str(tmp_path / "run"), "--map", "2s3z", "--dest", str(dest), "--eval-episodes", "4",
+                 "--expert-candidates", "2"]) == 0
+    expert = json.loads((dest / "smax_2s3z" / "expert.json").read_text())
+    assert expert["expert_candidates"] == 2 and len(expert["candidate_reevals"]) == 2
+    assert expert["reeval_win_rate"] == expert["candidate_reevals"][expert["checkpoint"]]["win_rate"]
+    assert "the best on re-evaluation" in (dest / "smax_2s3z" / "README.md").read_text()
     assert algorithm({}) == "qmix"
     with pytest.raises(ShipError, match="unknown 'algorithm'"):
         algorithm({"algorithm": "vdn"})
+
+
+def test_expert_candidates_ship_the_best_re_evaluated_of_the_top_k():
+    from lit_omarl.behaviour.ship import pick_expert_reevaluated
+
+    fresh = {500: 0.50, 400: 0.62, 600: 0.62, 300: 0.99}  # 300 is not among the top 3 save-time tests
+    seen = []
+
+    def evaluate(c):
+        seen.append(c.env_steps)
+        return {"win_rate": fresh[c.env_steps], "return": 1.0}
+
+    expert, results = pick_expert_reevaluated(RUN, "win_rate", 3, evaluate)
+    assert sorted(seen) == [400, 500, 600]  # top 3 by save-time test (0.9, 0.9, 0.7)
+    assert expert.env_steps == 600  # 0.62 ties with 400: the later one
+    assert results[Path("step_400.pt")]["win_rate"] == 0.62
+    one, _ = pick_expert_reevaluated(RUN, "win_rate", 1, evaluate)
+    assert one.env_steps == pick_expert(RUN, "win_rate").env_steps == 500
+    with pytest.raises(ShipError, match="expert-candidates"):
+        pick_expert_reevaluated(RUN, "win_rate", 0, evaluate)
