@@ -155,6 +155,8 @@ def test_a_mappo_run_ships_as_mappo(tmp_path, monkeypatch):
     assert expert["expert_candidates"] == 2 and len(expert["candidate_reevals"]) == 2
     assert expert["reeval_win_rate"] == expert["candidate_reevals"][expert["checkpoint"]]["win_rate"]
     assert "the best on re-evaluation" in (dest / "smax_2s3z" / "README.md").read_text()
+    assert main(["--run", str(tmp_path / "run"), "--map", "2s3z", "--dest", str(dest), "--eval-episodes", "4",
+                 "--expert-candidates", "0"]) == 1  # refused, not read as 1
     assert algorithm({}) == "qmix"
     with pytest.raises(ShipError, match="unknown 'algorithm'"):
         algorithm({"algorithm": "vdn"})

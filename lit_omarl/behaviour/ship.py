@@ -141,7 +141,12 @@ def choose_metric(candidates: Sequence[Candidate], min_win_rate: float) -> str:
 
 def pick_expert(candidates: Sequence[Candidate], metric: str) -> Candidate:
     """Best save-time test; ties go to the later checkpoint."""
-    return max(candidates, key=lambda c: (c.score(metric), c.env_steps))
+    return max(candidates, key=lambda c: save_time_rank(c, metric))
+
+
+def save_time_rank(cand: Candidate, metric: str) -> tuple[float, int]:
+    """Order of checkpoints by their save-time test (ties: the later checkpoint ranks higher)."""
+    return cand.score(metric), cand.env_steps
 
 
 def pick_expert_reevaluated(candidates: Sequence[Candidate], metric: str, k: int,
@@ -151,7 +156,7 @@ def pick_expert_reevaluated(candidates: Sequence[Candidate], metric: str, k: int
     overstates the checkpoint it selects (the best of many noisy tests); fresh episodes do not."""
     if k < 1:
         raise ShipError(f"--expert-candidates must be >= 1, got {k}")
-    top = sorted(candidates, key=lambda c: (c.score(metric), c.env_steps), reverse=True)[:k]
+    top = sorted(candidates, key=lambda c: save_time_rank(c, metric), reverse=True)[:k]
     results = {c.path: evaluate(c) for c in top}
     return max(top, key=lambda c: (results[c.path][metric], c.env_steps)), results
 
@@ -269,14 +274,9 @@ def ship(run: Path, map_name: str, *, dest: Path = ASSETS, png: Path | None = No
             raise ShipError(f"{out}: already holds policies of another run; use --overwrite to replace them")
 
     metric = choose_metric(candidates, min_win_rate)
-    evaluated: dict[Path, dict[str, float]] = {}
-    if expert_candidates > 1:
-        expert, evaluated = pick_expert_reevaluated(
-            candidates, metric, expert_candidates, lambda c: reevaluate(c.path, env_id, eval_episodes, seed, num_envs))
-        expert_score = evaluated[expert.path][metric]
-    else:
-        expert = pick_expert(candidates, metric)
-        expert_score = expert.score(metric)
+    expert, evaluated = pick_expert_reevaluated(  # K = 1: the best save-time test, re-evaluated once
+        candidates, metric, expert_candidates, lambda c: reevaluate(c.path, env_id, eval_episodes, seed, num_envs))
+    expert_score = evaluated[expert.path][metric] if expert_candidates > 1 else expert.score(metric)
     target = medium_target(expert_score, metric, fraction, float(curve[0][metric]) if curve else 0.0)
     medium = pick_medium(candidates, expert, metric, target)
     rows: dict[str, dict[str, Any]] = {}
@@ -287,11 +287,11 @@ def ship(run: Path, map_name: str, *, dest: Path = ASSETS, png: Path | None = No
                       "expert_candidates": expert_candidates,
                       "reeval_episodes": eval_episodes, "reeval_seed": seed,
                       **{f"reeval_{k}": v for k, v in result.items()}}
-    if evaluated:
-        rows["expert"]["candidate_reevals"] = {c.name: r for c, r in evaluated.items()}
         print(f"{name}: {cand.path.name} ({cand.env_steps:,} env steps) test {metric} {cand.score(metric):.3f}; "
               f"re-evaluated on {eval_episodes}: win rate {result['win_rate']:.3f}, return {result['return']:.3f}",
               file=sys.stderr)
+    if expert_candidates > 1:
+        rows["expert"]["candidate_reevals"] = {c.name: r for c, r in evaluated.items()}
 
     out.mkdir(parents=True, exist_ok=True)
     for name, cand in (("expert", expert), ("medium", medium)):
