@@ -154,8 +154,12 @@ def _data_parser() -> argparse.ArgumentParser:
     mrec = sub.add_parser("mabcq-recipe", help="MABCQ's per-agent datasets B_i of a continuous task (mabcq.md Sec. 4.1: "
                                                "early training, own medium / own expert against the other level, expert)")
     mrec.add_argument("--env", required=True, help="continuous env with MATD3 policies in lit_omarl/assets/behaviour/<env dir>/")
-    mrec.add_argument("--out-dir", help="folder of the files (default: <dataset cache>/mabcq_recipe/<env dir>_<E>ep_s<seed>)")
-    mrec.add_argument("--episodes", type=int, help="episodes per agent's file (default: min(1M transitions, 5 x the replay's episodes))")
+    mrec.add_argument("--out-dir", help="folder of the files (default: <dataset cache>/mabcq_recipe/<env dir>_<E>ep_s<seed>, "
+                                        "or _<T>tr_s<seed> for --transitions)")
+    mrec.add_argument("--episodes", type=int, help="episodes per agent's file of a fixed-length task such as HalfCheetah "
+                                                   "(default: min(1M transitions, 5 x the replay's episodes))")
+    mrec.add_argument("--transitions", type=int, help="transitions per agent's file of a task whose episodes end early "
+                                                      "(Hopper, Walker2d, Ant; default: min(1M, 5 x the replay's transitions))")
     mrec.add_argument("--seed", type=int, default=0, help="recipe seed (default 0)")
     mrec.add_argument("--batch-size", type=int, default=1000, help="episodes simulated in parallel (default 1000)")
     mrec.add_argument("--noise", type=float, default=0.1, help="Gaussian action noise of the generated parts (default 0.1)")
@@ -218,7 +222,8 @@ def data_main(argv: list[str]) -> int:
             from lit_omarl.behaviour.mabcq_recipe import mabcq_recipe, write_cards as mabcq_cards
 
             items = mabcq_recipe(ns.env, ns.out_dir, episodes=ns.episodes, seed=ns.seed, batch_size=ns.batch_size,
-                                 noise=ns.noise, replay=ns.replay, policy_dir=ns.policy_dir, overwrite=ns.overwrite)
+                                 noise=ns.noise, replay=ns.replay, policy_dir=ns.policy_dir, overwrite=ns.overwrite,
+                                 transitions=ns.transitions)
             out_dir = Path(items[0].file).parent
             if ns.cards_dir:
                 mabcq_cards(out_dir, ns.cards_dir)

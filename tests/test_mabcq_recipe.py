@@ -5,10 +5,10 @@ import pytest
 
 from lit_omarl.behaviour._recipe_common import RecipeError
 from lit_omarl.behaviour.mabcq_recipe import (agent_paths, mabcq_recipe, part_behaviours, part_counts, part_seed,
-                                              write_cards)
+                                              prefix_reaching, write_cards)
 from lit_omarl.cli import data_main
 from lit_omarl.data.generate import generate_dataset
-from lit_omarl.data.schema import read_dataset
+from lit_omarl.data.schema import read_dataset, write_dataset
 
 ENV = "mpe/simple_spread"
 
@@ -90,6 +90,81 @@ def test_cli_prints_the_agent_paths(tmp_path, replay, capsys):
     assert "3 per-agent datasets" in text and "mpe_simple_spread_mabcq_agent2.h5" in text
     assert data_main(["mabcq-recipe", "--env", ENV, "--out-dir", str(out), "--episodes", "99", "--replay", str(replay)]) == 1
     assert "use --episodes <= 50" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ragged_replay(tmp_path_factory):
+    """A replay whose episodes end early (lengths 25, 10, 25, 7, ...): the recipe must count transitions."""
+    folder = tmp_path_factory.mktemp("ragged")
+    generate_dataset(ENV, "uniform", 10, 6, out=folder / "full.h5", batch_size=10)
+    data = read_dataset(folder / "full.h5")
+    arrays = {k: v.copy() for k, v in data.arrays.items()}
+    for e, length in ((1, 10), (3, 7), (6, 12)):
+        arrays["filled"][e, length:] = 0
+        arrays["terminated"][e, :] = 0
+        arrays["terminated"][e, length - 1] = 1
+    path = folder / "ragged.h5"
+    write_dataset(path, arrays, {"spec": data.spec, "quality": "medium_replay", "source": "test"})
+    return path
+
+
+def test_prefix_reaching_is_the_shortest_prefix():
+    lengths = np.array([25, 10, 25, 7])
+    assert prefix_reaching(lengths, 1) == 1 and prefix_reaching(lengths, 25) == 1 and prefix_reaching(lengths, 26) == 2
+    assert prefix_reaching(lengths, 67) == 4 and prefix_reaching(lengths, 68) == 4  # none reaches: all of them
+
+
+def test_generate_min_transitions_cuts_the_stream_at_the_shortest_prefix():
+    """Hopper falls under uniform actions: episodes of different lengths; the cut stream is the uncut one's prefix."""
+    env = "mamujoco/Hopper-3x1"
+    arrays, _ = generate_dataset(env, "uniform", 40, 3, batch_size=4, min_transitions=150)
+    lengths = arrays["filled"].astype(bool).sum(1)
+    assert len(set(lengths.tolist())) > 1  # the episodes vary in length
+    assert lengths.sum() >= 150 and lengths[:-1].sum() < 150
+    full, _ = generate_dataset(env, "uniform", 40, 3, batch_size=4)
+    n = len(lengths)
+    np.testing.assert_array_equal(arrays["actions"], full["actions"][:n])
+    np.testing.assert_array_equal(arrays["filled"], full["filled"][:n])
+    with pytest.raises(ValueError, match="hold only .* of the 100000 transitions"):
+        generate_dataset(env, "uniform", 4, 3, batch_size=4, min_transitions=100_000)
+
+
+def test_episodes_of_varying_length_share_transitions(tmp_path, ragged_replay):
+    lengths = read_dataset(ragged_replay).lengths()
+    total = int(lengths.sum())  # 25 * 7 + 10 + 7 + 12 = 204
+    with pytest.raises(RecipeError, match="end early .* give --transitions"):
+        mabcq_recipe(ENV, tmp_path / "o1", episodes=20, replay=ragged_replay, log=None)
+    with pytest.raises(RecipeError, match=f"use --transitions <= {int(total / 0.2)}"):
+        mabcq_recipe(ENV, tmp_path / "o2", transitions=5 * total + 10, replay=ragged_replay, log=None)
+    items = mabcq_recipe(ENV, tmp_path / "out", transitions=300, seed=1, batch_size=4, replay=ragged_replay, log=None)
+    counts = part_counts(300, "transitions")  # 60 / 105 / 105 / 30 transitions
+    refs = {"medium": "mpe_simple_spread/medium", "expert": "mpe_simple_spread/expert"}
+    for agent, path in enumerate(agent_paths(tmp_path / "out", ENV)):
+        data = read_dataset(path)
+        n_early = prefix_reaching(lengths, counts["early"])  # 25 + 10 + 25 = 60: three episodes
+        assert n_early == 3
+        np.testing.assert_array_equal(data.arrays["filled"][:n_early], read_dataset(ragged_replay).arrays["filled"][:3])
+        start = n_early
+        for part, behaviour in part_behaviours(3, agent, refs, 0.1).items():
+            arrays, _ = generate_dataset(ENV, behaviour, counts[part], part_seed(1, agent, part), batch_size=4,
+                                         min_transitions=counts[part])
+            stop = start + len(arrays["filled"])
+            assert len(arrays["filled"]) == -(-counts[part] // 25)  # 25-step episodes: ceil(share / 25)
+            np.testing.assert_array_equal(data.arrays["actions"][start:stop], arrays["actions"])
+            start = stop
+        assert start == data.n_episodes
+    assert items[0].extra["parts (transitions)"] == "early 60, own_medium 105, own_expert 105, all_expert 30"
+    assert items[0].extra["parts (episodes, transitions held)"] == ("early 3 / 60, own_medium 5 / 125, own_expert 5 / 125, all_expert 2 / 50")
+    assert (tmp_path / "out" / "recipe.json").exists()
+    again = mabcq_recipe(ENV, tmp_path / "out", transitions=300, seed=1, batch_size=4, replay=ragged_replay, log=None)
+    assert [i.status for i in again] == ["cached"] * 3
+    with pytest.raises(RecipeError, match="made with other settings"):
+        mabcq_recipe(ENV, tmp_path / "out", transitions=310, seed=1, batch_size=4, replay=ragged_replay, log=None)
+
+
+def test_fixed_length_episodes_refuse_transitions(tmp_path, replay):
+    with pytest.raises(RecipeError, match="runs to the limit .* give --episodes"):
+        mabcq_recipe(ENV, tmp_path / "o", transitions=100, replay=replay, log=None)
 
 
 def test_mabcq_fig2_cells_pass_per_agent_data_and_optional_budget_keys():

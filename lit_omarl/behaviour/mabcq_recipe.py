@@ -18,13 +18,23 @@ recipe's Gaussian noise of std 0.1 of the action half-range
 (``noise:0.1:agents:policy:<medium>|policy:<expert>|...``, see the ``agents:``
 behaviour of :mod:`lit_omarl.data.generate`).
 
-Shares are counted in episodes (MaMuJoCo and MPE episodes of these policies
-have a fixed length, so they are shares of transitions too): with E episodes
-per file, early = round(0.2 E), the all-expert part round(0.1 E) and the two
-35 % parts share the rest (the first takes an odd episode). The early share cannot exceed the replay buffer: E defaults to
-min(OMAR's 1M transitions, 5 x the replay's episodes) and a larger E is an
-error naming the limit (HalfCheetah-2x3: the buffer holds 144 episodes, so E
-<= 720, i.e. 720k transitions per B_i instead of the paper's 1M).
+Shares are shares of transitions (the paper's "20 % transitions"), counted
+one of two ways:
+
+* fixed-length tasks (every episode of the replay runs to the episode limit:
+  HalfCheetah, MPE): in episodes. With E episodes per file (``--episodes``),
+  early = round(0.2 E), the all-expert part round(0.1 E) and the two 35 %
+  parts share the rest (the first takes an odd episode). E defaults to
+  min(OMAR's 1M transitions, 5 x the replay's episodes) and a larger E is an
+  error naming the limit (HalfCheetah-2x3: the buffer holds 144 episodes, so
+  E <= 720, i.e. 720k transitions per B_i instead of the paper's 1M).
+* tasks whose episodes end early (Hopper, Walker2d, Ant fall): in
+  transitions. With T transitions per file (``--transitions``), the parts get
+  round(0.2 T), round(0.1 T) and the rest split the same way; each part is the
+  shortest prefix of its episodes (the replay's in collection order, or the
+  generated stream: ``generate_dataset(min_transitions=...)``) holding at
+  least its share, so a file holds T plus less than one episode per part. T
+  defaults to min(1M, 5 x the replay's transitions); a larger T is an error.
 
 Files ``<env dir>_mabcq_agent<i>.h5`` (schema v1, joint layout: agent i's
 learner reads only its own slice; ``data.agent_paths`` of the DataModule
@@ -68,15 +78,36 @@ def default_out_dir(env_id: str, episodes: int, seed: int) -> Path:
     return recipe_cache_dir("mabcq_recipe", env_dir(env_id), episodes, seed)
 
 
-def part_counts(episodes: int) -> dict[str, int]:
-    """Episodes of each part of a file of ``episodes`` episodes (module docstring)."""
+def part_counts(episodes: int, unit: str = "episodes") -> dict[str, int]:
+    """Episodes (or transitions, ``unit``) of each part of a file of ``episodes`` of them (module docstring)."""
     early, expert = round(SHARES["early"] * episodes), round(SHARES["all_expert"] * episodes)
     rest = episodes - early - expert  # the two 35 % parts (the first one takes an odd episode)
     counts = {"early": early, "own_medium": rest - rest // 2, "own_expert": rest // 2, "all_expert": expert}
     if min(counts.values()) < 1:
-        raise RecipeError(f"mabcq-recipe --episodes: {episodes} is too few for the four parts of the mixture {counts}; "
+        raise RecipeError(f"mabcq-recipe --{unit}: {episodes} is too few for the four parts of the mixture {counts}; "
                           "use at least 10")
     return counts
+
+
+def default_transitions_dir(env_id: str, transitions: int, seed: int) -> Path:
+    """``<dataset cache>/mabcq_recipe/<env dir>_<T>tr_s<seed>`` (the transition-share form of :func:`default_out_dir`)."""
+    return default_out_dir(env_id, 0, seed).with_name(f"{env_dir(env_id)}_{int(transitions)}tr_s{int(seed)}")
+
+
+def replay_lengths(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Valid steps of each episode of a dataset's arrays."""
+    return np.asarray(arrays["filled"]).astype(bool).sum(1)
+
+
+def varies_in_length(lengths: np.ndarray, episode_limit: int) -> bool:
+    """True when some episode ended before the limit: then the shares count transitions (module docstring)."""
+    return bool((lengths != int(episode_limit)).any())
+
+
+def prefix_reaching(lengths: np.ndarray, steps: int) -> int:
+    """Episodes of the shortest prefix of ``lengths`` holding at least ``steps`` steps (all if none does)."""
+    reached = np.nonzero(np.cumsum(lengths) >= steps)[0]
+    return int(reached[0]) + 1 if len(reached) else len(lengths)
 
 
 def part_behaviours(n_agents: int, agent: int, refs: dict[str, str], noise: float) -> dict[str, str]:
@@ -124,13 +155,17 @@ def mabcq_recipe(
     policy_dir: str | Path | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
+    transitions: int | None = None,
 ) -> list[RecipeItem]:
     """Write B_0 ... B_{N-1} of ``env_id`` into ``out_dir`` (module docstring); returns one item per agent.
 
     Args:
         env_id: a continuous env with shipped MATD3 policies (or ``policy_dir``).
         out_dir: target folder (default :func:`default_out_dir`).
-        episodes: episodes per file (default: min(OMAR's 1M transitions, 5 x the replay's episodes)).
+        episodes: episodes per file of a fixed-length task (default: min(OMAR's 1M transitions, 5 x the
+            replay's episodes)).
+        transitions: transitions per file of a task whose episodes end early (default: min(1M, 5 x the
+            replay's transitions)); each kind of task refuses the other's size (module docstring).
         seed: recipe seed (generation seeds derive from it).
         batch_size: episodes simulated in parallel (part of the determinism key).
         noise: Gaussian action noise of the generated parts (units of the half-range; 0: none).
@@ -154,23 +189,43 @@ def mabcq_recipe(
     early_data = read_dataset(replay_path)  # validated
     if early_data.spec.env_id != env_id:
         raise RecipeError(f"mabcq-recipe --replay {replay_path}: a dataset of {early_data.spec.env_id!r}, not {env_id}")
-    n_replay = early_data.n_episodes
-    limit = int(n_replay / SHARES["early"] + 1e-9)
-    episodes = min(default_episodes(env_id), limit) if episodes is None else int(episodes)
-    if episodes > limit:
-        raise RecipeError(f"mabcq-recipe --episodes {episodes}: the early-training share (20 %) needs "
-                          f"{round(SHARES['early'] * episodes)} episodes but {replay_path} holds {n_replay}; "
-                          f"use --episodes <= {limit}")
-    counts = part_counts(episodes)
+    spec = early_data.spec
+    lengths = early_data.lengths()
+    by_steps = varies_in_length(lengths, spec.episode_limit)
+    if by_steps:
+        if episodes is not None:
+            raise RecipeError(f"mabcq-recipe --episodes: episodes of {env_id} end early ({replay_path}: "
+                              f"{int(lengths.min())} to {int(lengths.max())} steps), so the shares count transitions; "
+                              "give --transitions instead")
+        n_replay = int(lengths.sum())
+        limit = int(n_replay / SHARES["early"] + 1e-9)
+        size = min(1_000_000, limit) if transitions is None else int(transitions)
+        unit = "transitions"
+    else:
+        if transitions is not None:
+            raise RecipeError(f"mabcq-recipe --transitions: every episode of {replay_path} runs to the limit "
+                              f"({spec.episode_limit} steps), so the shares count episodes; give --episodes instead")
+        n_replay = early_data.n_episodes
+        limit = int(n_replay / SHARES["early"] + 1e-9)
+        size = min(default_episodes(env_id), limit) if episodes is None else int(episodes)
+        unit = "episodes"
+    if size > limit:
+        raise RecipeError(f"mabcq-recipe --{unit} {size}: the early-training share (20 %) needs "
+                          f"{round(SHARES['early'] * size)} {unit} but {replay_path} holds {n_replay}; "
+                          f"use --{unit} <= {limit}")
+    counts = part_counts(size, unit)
+    n_early = prefix_reaching(lengths, counts["early"]) if by_steps else counts["early"]
     replay_digest = sha256_file(replay_path)
     policies_digest = policies_sha256(policy_folder(env_id, policy_dir)[0])
-    spec = early_data.spec
-    out = Path(out_dir).expanduser() if out_dir is not None else default_out_dir(env_id, episodes, seed)
+    if out_dir is not None:
+        out = Path(out_dir).expanduser()
+    else:
+        out = default_transitions_dir(env_id, size, seed) if by_steps else default_out_dir(env_id, size, seed)
     out.mkdir(parents=True, exist_ok=True)
     previous = load_manifest(out).get("datasets", {})
-    recipe_attr = (f"mabcq-recipe env={env_id} episodes={episodes} seed={int(seed)} batch_size={int(batch_size)} "
+    recipe_attr = (f"mabcq-recipe env={env_id} {unit}={size} seed={int(seed)} batch_size={int(batch_size)} "
                    f"noise={noise:g} replay_sha256={replay_digest}")
-    command = (f"lit-omarl data mabcq-recipe --env {env_id} --out-dir {out} --episodes {episodes} --seed {int(seed)} "
+    command = (f"lit-omarl data mabcq-recipe --env {env_id} --out-dir {out} --{unit} {size} --seed {int(seed)} "
                f"--batch-size {int(batch_size)} --noise {noise:g}" + (f" --replay {replay}" if replay is not None else "")
                + (f" --policy-dir {policy_dir}" if policy_dir is not None else ""))
     items: list[RecipeItem] = []
@@ -178,26 +233,30 @@ def mabcq_recipe(
         path = dataset_path(out, env_id, agent)
         quality = agent_quality(agent)
         specs = part_behaviours(spec.n_agents, agent, refs, noise)
-        want = {"env": env_id, "recipe": recipe_attr, "agent": agent, "n_episodes": episodes,
-                "policies_sha256": policies_digest}
+        want = {"env": env_id, "recipe": recipe_attr, "agent": agent, "policies_sha256": policies_digest}
+        if not by_steps:
+            want["n_episodes"] = size
         item = RecipeItem(quality, str(path), "cached", " + ".join(f"{k}: {v}" for k, v in specs.items()), int(seed))
 
         def make(agent: int = agent, path: Path = path, specs: dict[str, str] = specs) -> None:
-            parts = [{k: v[:counts["early"]] for k, v in early_data.arrays.items()}]
+            parts = [{k: v[:n_early] for k, v in early_data.arrays.items()}]
             for part, behaviour in specs.items():
-                say(f"[{agent_quality(agent)}] {part}: {counts[part]} episodes of {behaviour!r} "
+                say(f"[{agent_quality(agent)}] {part}: {counts[part]} {unit} of {behaviour!r} "
                     f"(seed {part_seed(seed, agent, part)}) ...")
                 arrays, _ = generate_dataset(env_id, behaviour, counts[part], part_seed(seed, agent, part),
-                                             env_options=env_options, batch_size=batch_size)
+                                             env_options=env_options, batch_size=batch_size,
+                                             min_transitions=counts[part] if by_steps else None)
                 parts.append(arrays)
             keys = [k for k in parts[1] if k != "behaviour_probs"]
             missing = [k for k in keys if k not in parts[0]]
             if missing:
                 raise RecipeError(f"mabcq-recipe --replay {replay_path}: lacks {', '.join(missing)}")
             arrays = {k: np.concatenate([p[k] for p in parts], axis=0) for k in keys}
-            composition = {"early": {"episodes": counts["early"], "source": str(replay_path), "sha256": replay_digest},
-                           **{part: {"episodes": counts[part], "behaviour": b, "seed": part_seed(seed, agent, part)}
-                              for part, b in specs.items()}}
+            composition = {"early": {"episodes": n_early, "transitions": int(replay_lengths(parts[0]).sum()),
+                                     "source": str(replay_path), "sha256": replay_digest},
+                           **{part: {"episodes": len(p["filled"]), "transitions": int(replay_lengths(p).sum()),
+                                     "behaviour": b, "seed": part_seed(seed, agent, part)}
+                              for (part, b), p in zip(specs.items(), parts[1:])}}
             attrs = {"spec": spec, "quality": quality, "behaviour": item.behaviour, "seed": int(seed),
                      "agent": agent, "recipe": recipe_attr, "composition": composition,
                      "policies_sha256": policies_digest,
@@ -208,13 +267,17 @@ def mabcq_recipe(
                       recorded_only=("policies_sha256",))
         a = finish_common(item, path, previous, ("seconds", "cpu_seconds", "load_average", "command", "note", "extra"))
         item.return_mean = float(a["return_mean"])
-        item.extra = {"parts (episodes)": ", ".join(f"{k} {v}" for k, v in counts.items())}
+        item.extra = {f"parts ({unit})": ", ".join(f"{k} {v}" for k, v in counts.items())}
+        if by_steps:
+            made = json.loads(a["composition"]) if isinstance(a.get("composition"), str) else a.get("composition", {})
+            item.extra["parts (episodes, transitions held)"] = ", ".join(
+                f"{k} {made[k].get('episodes')} / {made[k].get('transitions')}" for k in SHARES if k in made)
         item.note = (f"B_{agent} of MABCQ's per-agent recipe: agent {agent}'s learner reads its own slice "
                      "(data.agent_paths)")
         items.append(item)
         say(f"[{quality}] {item.status}: {path} ({item.episodes} episodes, return mean {item.return_mean:.3f}"
             + (f", {item.seconds:.1f} s" if item.seconds else "") + ")")
-    header = {"env": env_id, "env_options": env_options, "recipe_seed": int(seed), "episodes": episodes,
+    header = {"env": env_id, "env_options": env_options, "recipe_seed": int(seed), unit: size, "share_unit": unit,
               "batch_size": int(batch_size), "noise": noise, "recipe_command": command, "shares": SHARES,
               "counts": counts, "replay": str(replay_path), "replay_sha256": replay_digest,
               "references": meta.get("references", {})}
@@ -246,5 +309,6 @@ def write_cards(out_dir: str | Path, cards_dir: str | Path, log: Callable[[str],
                               lambda manifest: env_dir(manifest["env"]))
 
 
-__all__ = ["SHARES", "agent_paths", "agent_quality", "dataset_path", "default_out_dir", "mabcq_recipe", "part_behaviours",
-           "part_counts", "part_seed", "write_cards"]
+__all__ = ["SHARES", "agent_paths", "agent_quality", "dataset_path", "default_out_dir", "default_transitions_dir",
+           "mabcq_recipe", "part_behaviours", "part_counts", "part_seed", "prefix_reaching", "replay_lengths",
+           "varies_in_length", "write_cards"]

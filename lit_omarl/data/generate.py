@@ -606,6 +606,7 @@ def generate_dataset(
     quality: str | None = None,
     max_attempts: int | None = None,
     extra_attrs: dict[str, Any] | None = None,
+    min_transitions: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Roll out ``behaviour`` in ``env_id`` until ``episodes`` episodes are collected.
 
@@ -622,6 +623,12 @@ def generate_dataset(
             behaviours (default ``max(100_000, 1000 * episodes)``).
         extra_attrs: more file attributes (e.g. the recipe that asked for the
             dataset); they cannot replace the ones set here.
+        min_transitions: stop at the shortest prefix of the episodes (in
+            collection order) holding at least this many valid steps, for shares
+            of transitions in tasks whose episodes vary in length; ``episodes``
+            is then a cap (an error if it is reached first). The stream is the
+            one of ``episodes`` episodes cut short: same seed, batch size and
+            cap give the same episodes.
 
     Returns:
         ``(arrays, attrs)``: numpy arrays of schema v1 and the file attributes.
@@ -633,6 +640,8 @@ def generate_dataset(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if min_transitions is not None and int(min_transitions) < 1:
+        raise ValueError(f"min_transitions must be >= 1, got {min_transitions}")
     if out is not None and Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out}: refusing to overwrite an existing dataset (pass overwrite=True)")
     options = dict(env_options or {})
@@ -649,9 +658,10 @@ def generate_dataset(
     limit = max(100_000, 1000 * episodes) if max_attempts is None else int(max_attempts)
 
     chunks: dict[str, list[torch.Tensor]] = {}
-    collected = started = simulated = 0
+    collected = started = simulated = transitions = 0
+    want_steps = None if min_transitions is None else int(min_transitions)
     with _single_threaded():
-        while collected < episodes:
+        while collected < episodes and (want_steps is None or transitions < want_steps):
             # rejection sampling that cannot finish within `limit` attempts stops as soon as that is clear,
             # after at least 2000 attempts: even at the acceptance rate's rule-of-three upper bound
             # (collected + 3) / started, the missing episodes would need more than `limit` attempts
@@ -665,10 +675,18 @@ def generate_dataset(
             simulated += int(batch["filled"].sum())
             keep = policy.accept(batch["reward"].sum(1)) if filtering else torch.ones(b, dtype=torch.bool)
             idx = keep.nonzero().flatten()[: episodes - collected]
+            if want_steps is not None:  # the shortest prefix reaching want_steps
+                reached = (transitions + batch["filled"][idx].sum(1).cumsum(0) >= want_steps).nonzero().flatten()
+                if len(reached):
+                    idx = idx[: int(reached[0]) + 1]
+                transitions += int(batch["filled"][idx].sum())
             for key, value in batch.items():
                 chunks.setdefault(key, []).append(value.index_select(0, idx))
             collected += len(idx)
     env.close()
+    if want_steps is not None and transitions < want_steps:
+        raise ValueError(f"behaviour {behaviour!r}: {episodes} episodes (the cap) hold only {transitions} of the "
+                         f"{want_steps} transitions asked for (min_transitions); raise the episode cap")
 
     spec = env.spec
     arrays = {}

@@ -5,8 +5,13 @@ task's per-agent datasets B_0 ... B_{N-1} of :mod:`lit_omarl.behaviour.mabcq_rec
 ``data.agent_paths``: agent i's learner reads only file i). ``prepare_mabcq`` writes them once before
 the runs (cached, never overwriting). Budget keys besides :data:`lit_omarl.repro.train.BUDGET_KEYS`:
 
-* ``recipe_episodes``: episodes per agent's file (the recipe's shares: 20 % early training, 35 %
-  own medium / others expert, 35 % own expert / others medium, 10 % all expert);
+* ``recipe_episodes``: episodes per agent's file of a fixed-length task (HalfCheetah; the recipe's
+  shares: 20 % early training, 35 % own medium / others expert, 35 % own expert / others medium,
+  10 % all expert);
+* ``recipe_transitions``: transitions per agent's file of a task whose episodes end early (Walker2d,
+  Hopper, Ant: the shares count transitions there, :mod:`lit_omarl.behaviour.mabcq_recipe`). A task
+  given neither key gets the recipe's default size (min(1M transitions, 5 x its replay buffer)), in
+  the folder ``<env dir>_default_s<seed>``; a key of the other kind is an error of the recipe;
 * ``recipe_seed``: the recipe seed (default 0);
 * ``recipe_early``: where the 20 % early-training episodes come from: ``"medium_replay"`` (default;
   the continuous recipe's replay buffer of the behaviour training up to the medium level, re-run if
@@ -26,18 +31,40 @@ from typing import Any, Sequence
 
 from lit_omarl.repro.train import config_algorithm, fit_recipe_cell
 
-#: the table's task names -> env ids
-TASKS = {"HalfCheetah-2x3": "mamujoco/HalfCheetah-2x3"}
+#: the table's task names -> env ids (mabcq.md Table 6: HalfCheetah 2 agents, Walker 2, Hopper 3, Ant 4 with the
+#: 27-dimensional state; the Ant policies' env options drop the contact forces)
+TASKS = {"HalfCheetah-2x3": "mamujoco/HalfCheetah-2x3", "Walker2d-2x3": "mamujoco/Walker2d-2x3",
+         "Hopper-3x1": "mamujoco/Hopper-3x1", "Ant-4x2": "mamujoco/Ant-4x2"}
 DEFAULT_RECIPE_EPISODES = 720  # all the HalfCheetah-2x3 replay buffer allows (144 early episodes = 20 %)
 SPREAD_TAG = "train/value_spread"
 
 
+def shipped_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+    """The tasks whose MATD3 medium and expert policies ship with lit_omarl."""
+    from lit_omarl.behaviour import ASSETS
+    from lit_omarl.behaviour.continuous_recipe import env_dir
+
+    return tuple(t for t in tasks if all((ASSETS / env_dir(TASKS[t]) / f"{q}.pt").is_file() for q in ("medium", "expert")))
+
+
+def _size(budget: dict[str, Any]) -> dict[str, int]:
+    """The recipe size keys of a budget (``episodes`` / ``transitions``; none: the recipe's default)."""
+    return {k: int(budget[f"recipe_{k}"]) for k in ("episodes", "transitions") if f"recipe_{k}" in budget}
+
+
 def recipe_dir(task: str, budget: dict[str, Any]) -> Path:
     """Folder of the task's per-agent files at the budget's recipe settings."""
-    from lit_omarl.behaviour.mabcq_recipe import default_out_dir
+    from lit_omarl.behaviour.continuous_recipe import env_dir
+    from lit_omarl.behaviour.mabcq_recipe import default_out_dir, default_transitions_dir
 
-    out = default_out_dir(TASKS[task], int(budget.get("recipe_episodes", DEFAULT_RECIPE_EPISODES)),
-                          int(budget.get("recipe_seed", 0)))
+    seed = int(budget.get("recipe_seed", 0))
+    size = _size(budget)
+    if "episodes" in size:
+        out = default_out_dir(TASKS[task], size["episodes"], seed)
+    elif "transitions" in size:
+        out = default_transitions_dir(TASKS[task], size["transitions"], seed)
+    else:
+        out = default_out_dir(TASKS[task], 0, seed).with_name(f"{env_dir(TASKS[task])}_default_s{seed}")
     early = str(budget.get("recipe_early", "medium_replay"))
     return out if early == "medium_replay" else out.with_name(f"{out.name}_early-{early}")
 
@@ -74,8 +101,7 @@ def prepare_mabcq(runs: Sequence[Any], runs_dir: Path) -> None:  # noqa: ARG001 
     for folder, (task, budget) in sorted(needed.items()):
         env_id = TASKS[task]
         replay = _early_file(env_id, str(budget.get("recipe_early", "medium_replay")), folder)
-        mabcq_recipe(env_id, folder, episodes=int(budget.get("recipe_episodes", DEFAULT_RECIPE_EPISODES)),
-                     seed=int(budget.get("recipe_seed", 0)), replay=replay)
+        mabcq_recipe(env_id, folder, seed=int(budget.get("recipe_seed", 0)), replay=replay, **_size(budget))
 
 
 def run_mabcq_cell(run: Any, workdir: Path) -> dict[str, float]:
@@ -94,4 +120,5 @@ def run_mabcq_cell(run: Any, workdir: Path) -> dict[str, float]:
     return scores
 
 
-__all__ = ["DEFAULT_RECIPE_EPISODES", "TASKS", "agent_files", "prepare_mabcq", "recipe_dir", "run_mabcq_cell"]
+__all__ = ["DEFAULT_RECIPE_EPISODES", "TASKS", "agent_files", "prepare_mabcq", "recipe_dir", "run_mabcq_cell",
+           "shipped_tasks"]
