@@ -47,6 +47,16 @@ def test_ship_policies_writes_small_actor_files_and_metadata(shipped):
         assert (pol / name).is_file()
 
 
+def test_ship_refuses_a_continued_run(shipped, tmp_path):
+    root, _ = shipped
+    cfg = MATD3OnlineConfig(env_id=ENV, env_steps=200, num_envs=4, batch_size=32, start_steps=50, updates_per_step=0.25,
+                            eval_every=100, eval_episodes=4, checkpoint_every=100, buffer_size=2000,
+                            init_from=str(root / "run" / "step_100.pt"))
+    train_matd3(cfg, tmp_path / "more")
+    with pytest.raises(cr.RecipeError, match="a continued run"):
+        cr.ship_policies(tmp_path / "more", tmp_path / "policies", episodes=4, log=None)
+
+
 def run_recipe(shipped, out, **kw):
     root, _ = shipped
     return cr.continuous_recipe(ENV, out, episodes=kw.pop("episodes", 6), seed=kw.pop("seed", 0), batch_size=6,

@@ -162,6 +162,33 @@ def test_stop_at_return_stops_after_the_dump(tmp_path):
     assert (tmp_path / "s" / "replay_return_-1e+09.h5").exists()
 
 
+def test_init_from_continues_weights_counters_and_refills_the_buffer(tiny_run, tmp_path):
+    """--init-from: the loaded actors act at once (no uniform start), the first test is the checkpoint's, updates
+    wait for start_steps fresh transitions, the counters and minutes go on, other settings are refused."""
+    root, cfg, _ = tiny_run
+    ckpt = root / "a" / "step_200.pt"
+    saved = torch.load(ckpt, weights_only=True)
+    summary = train_matd3(tiny_config(env_steps=400, init_from=str(ckpt)), tmp_path / "c")
+    curve = summary["curve"]
+    assert [p["env_steps"] for p in curve] == [200, 300, 400]
+    assert curve[0]["return"] == next(p["return"] for p in tiny_run[2]["curve"] if p["env_steps"] == 200)
+    assert curve[0]["updates"] == saved["updates"] and curve[0]["minutes"] >= saved["minutes"]
+    # no update before start_steps (100) fresh transitions; the vector step completing them brings the first
+    # update (4 envs x 0.25), then 0.25 updates per step over the next 100 steps
+    assert curve[1]["updates"] == saved["updates"] + 1 and curve[2]["updates"] == saved["updates"] + 1 + 25
+    assert sorted(p.name for p in (tmp_path / "c").glob("step_*.pt")) == ["step_300.pt", "step_400.pt"]
+    assert summary["init_from"] == str(ckpt) and summary["env_steps"] == 400
+    with pytest.raises(ValueError, match="network sizes differ"):
+        train_matd3(tiny_config(init_from=str(ckpt), actor_hidden_dim=32), tmp_path / "d")
+    with pytest.raises(ValueError, match="another spec"):
+        train_matd3(tiny_config(env_id="mpe/simple_tag", init_from=str(ckpt)), tmp_path / "e")
+    from lit_omarl.behaviour.matd3_online import export_actor
+
+    small = export_actor(ckpt, tmp_path / "actor.pt")
+    with pytest.raises(ValueError, match="without its critic"):
+        train_matd3(tiny_config(init_from=str(small)), tmp_path / "f")
+
+
 def test_checkpoint_loads_as_policy_and_behaviour(tiny_run):
     from lit_omarl.behaviour.matd3_online import export_actor
 

@@ -434,6 +434,10 @@ def ship_policies(run: str | Path, dest: str | Path | None = None, png: str | Pa
         if not (run / name).is_file():
             raise RecipeError(f"ship --run {run}: {name} is missing (not a finished matd3_online run)")
     config = json.loads((run / "config.json").read_text())
+    if config.get("init_from"):
+        raise RecipeError(f"ship --run {run}: a continued run (--init-from {config['init_from']}); ship takes runs "
+                          "trained from scratch in one folder (the medium level and the medium_replay re-run need the "
+                          "whole curve and a config that starts from scratch)")
     env_id, env_options = config["env_id"], config.get("env_options", {})
     dest = Path(dest) if dest is not None else ASSETS / env_dir(env_id)
     curve = read_curve(run / "curve.jsonl")

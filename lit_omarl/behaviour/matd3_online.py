@@ -71,6 +71,16 @@ Command::
 
 A medium_replay run stops as soon as its dump exists:
 ``--replay-milestones R --stop-at-return R`` (R = the medium level).
+
+Continuing a run (``--init-from RUN/step_<k>.pt --out NEW``, e.g. a MaMuJoCo
+training longer than one sitting): actors and critics from the checkpoint
+(the target networks start as their copies), the env-step / episode / update
+counters and the wall-clock minutes go on from it, tests and the checkpoint
+grid resume there. Not in checkpoints, so they restart: the replay buffer (the
+continued run first collects ``start_steps`` transitions with the loaded actors
+and exploration noise, then updates), the Adam moments and the random streams
+(a continued run is deterministic given its checkpoint and seed, but is not the
+uninterrupted run). Exported actor files (no critic) cannot be continued.
 """
 
 from __future__ import annotations
@@ -88,8 +98,8 @@ import torch
 from torch import nn
 
 from lit_omarl.behaviour._online_common import (EvalSchedule, OnlineConfigBase, add_run_args, config_dict, floats,
-                                                out_of_budget, record_test, run_and_print, scalars, seeded,
-                                                write_checkpoint)
+                                                load_continuation, out_of_budget, record_test, run_and_print, scalars,
+                                                seeded, write_checkpoint)
 from lit_omarl.nets.continuous import CentralCritic, PerAgentMLP
 from lit_omarl.spec import EnvSpec
 
@@ -128,6 +138,7 @@ class MATD3OnlineConfig(OnlineConfigBase):
         stop_at_return: stop after the first test whose return reaches this value, once the replay
             milestones up to it are dumped (None: never).
         threads: torch intra-op threads.
+        init_from: continue from this checkpoint of an earlier run (module docstring; "" = a new run).
     """
 
     env_id: str = "mpe/simple_spread"  # (env_options, env_steps, max_minutes, seed: OnlineConfigBase)
@@ -156,6 +167,7 @@ class MATD3OnlineConfig(OnlineConfigBase):
     replay_milestones: tuple[float, ...] = ()
     stop_at_return: float | None = None
     threads: int = 1
+    init_from: str = ""
 
     def check(self) -> None:
         """ValueError naming the option for impossible settings."""
@@ -570,14 +582,28 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
     mask = getattr(env, "action_mask", None)
     learner = MATD3Learner(spec, config, mask)
     buffer = EpisodeReplay(config.buffer_size, spec)
+    steps = updates = episodes = vector_steps = 0
+    minutes_before, warmup = 0.0, 0
+    schedule = EvalSchedule(config.eval_every, config.checkpoint_every)  # (no checkpoint at step 0: untrained)
+    if config.init_from:
+        ckpt = load_continuation(Path(config.init_from), CHECKPOINT_FORMAT, "matd3_online", spec.to_dict(), config,
+                                 ("actor_hidden_dim", "critic_hidden_dim", "critic_input"))
+        if "critic" not in ckpt:
+            raise ValueError(f"--init-from {config.init_from}: an exported actor without its critic; continue from a "
+                             "run's step_<k>.pt, return_<r>.pt or final.pt")
+        learner.policy.actor.load_state_dict(ckpt["actor"])
+        learner.critic.load_state_dict(ckpt["critic"])
+        learner.target_policy.load_state_dict(learner.policy.state_dict())
+        learner.target_critic.load_state_dict(learner.critic.state_dict())
+        steps, episodes, updates = int(ckpt["env_steps"]), int(ckpt["episodes"]), int(ckpt["updates"])
+        minutes_before, warmup = float(ckpt.get("minutes", 0.0)), int(config.start_steps)
+        schedule.start_at(steps)
     writer = SummaryWriter(str(out / "tb"))
     (out / "config.json").write_text(json.dumps({**config_dict(config), "spec": spec.to_dict()}, indent=2) + "\n")
     curve_path = out / "curve.jsonl"
     if curve_path.exists():
         curve_path.unlink()  # a rerun in the same folder starts a new curve
 
-    steps = updates = episodes = vector_steps = 0
-    schedule = EvalSchedule(config.eval_every, config.checkpoint_every)  # (no checkpoint at step 0: untrained)
     reached: set[float] = set()
     dumped: set[float] = set()
     credit = 0.0
@@ -590,11 +616,14 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
     stop_at = config.stop_at_return
     pending = {m for m in config.replay_milestones if stop_at is not None and m <= stop_at}
     stopped_early = False
+    first_step = steps
+
+    def minutes() -> float:
+        return minutes_before + (time.perf_counter() - start) / 60
 
     def test_and_save() -> dict[str, Any]:
         result = test_policy(learner.policy, test_env, config.eval_episodes, test_seed)
-        point = {"env_steps": steps, "episodes": episodes, "updates": updates,
-                 "minutes": (time.perf_counter() - start) / 60, **result}
+        point = {"env_steps": steps, "episodes": episodes, "updates": updates, "minutes": minutes(), **result}
         record_test(curve, curve_path, point, verbose)
         for name in ("return", "return_std"):
             writer.add_scalar(f"test/{name}", result[name], steps)
@@ -632,7 +661,7 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
                 buffer.start(ts.obs, ts.state)
                 t_in_episode = 0
                 ep_return = torch.zeros(env.num_envs)
-            if steps < config.start_steps:
+            if steps < config.start_steps and not config.init_from:
                 u = torch.rand(env.num_envs, spec.n_agents, spec.n_actions, generator=gen)
                 actions = (low + (high - low) * u) * mask_f
             else:
@@ -650,7 +679,7 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
                 episodes += env.num_envs
                 train_returns += ep_return.tolist()
 
-            if len(buffer) >= config.batch_size:
+            if len(buffer) >= config.batch_size and steps - first_step >= warmup:  # (warmup: continued runs)
                 credit += config.updates_per_step * n_new
                 while credit >= 1.0:
                     metrics = learner.update(buffer.sample(config.batch_size, gen), gen)
@@ -675,7 +704,7 @@ def train_matd3(config: MATD3OnlineConfig, out: str | Path, *, log_every: int = 
         torch.set_num_threads(threads_before)
     best = max(curve, key=lambda p: p["return"])
     summary = {"env_id": spec.env_id, "env_options": spec.env_options, "seed": config.seed, "env_steps": steps,
-               "episodes": episodes, "updates": updates, "minutes": (time.perf_counter() - start) / 60,
+               "episodes": episodes, "updates": updates, "minutes": minutes(), "init_from": config.init_from,
                "final_return": curve[-1]["return"], "best_return": best["return"], "best_env_steps": best["env_steps"],
                "milestones_reached": sorted(reached),
                "replay_dumps": [f"replay_return_{_tag(m)}.h5" for m in sorted(dumped)],
@@ -744,6 +773,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--replay-milestones", type=_floats, default=d.replay_milestones)
     p.add_argument("--stop-at-return", type=float, default=None,
                    help="stop after the first test reaching this greedy return (once the replay milestones up to it are dumped)")
+    p.add_argument("--init-from", default="", help="continue from this checkpoint of an earlier run (RUN/step_<k>.pt, "
+                                                   "final.pt): weights and counters; buffer and optimiser restart")
     a = p.parse_args(argv)
     options: dict[str, Any] = {}
     for pair in a.option:
@@ -760,7 +791,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          "updates_per_step", "explore_noise", "target_noise", "target_noise_clip",
                                          "actor_reg", "grad_clip_norm", "critic_input", "milestones", "replay_milestones")}
     config = MATD3OnlineConfig(env_id=a.env, env_options=options, env_steps=a.env_steps, max_minutes=a.max_minutes,
-                               seed=a.seed, stop_at_return=a.stop_at_return, **fields)
+                               seed=a.seed, stop_at_return=a.stop_at_return,
+                               init_from=str(Path(a.init_from).resolve()) if a.init_from else "", **fields)
     try:
         config.check()
     except ValueError as err:
