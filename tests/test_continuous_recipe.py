@@ -1,9 +1,11 @@
 """The continuous dataset recipe (lit_omarl.behaviour.continuous_recipe) on a tiny MATD3 run of mpe/simple_spread."""
 
 import json
+from pathlib import Path
 
 import h5py
 import pytest
+import torch
 
 import lit_omarl.behaviour.continuous_recipe as cr
 from lit_omarl.behaviour.matd3_online import MATD3OnlineConfig, train_matd3
@@ -45,6 +47,27 @@ def test_ship_policies_writes_small_actor_files_and_metadata(shipped):
     assert json.loads((pol / "policies.json").read_text())["env_id"] == ENV
     for name in ("expert.pt", "medium.pt", "train_config.json", "curve.jsonl"):
         assert (pol / name).is_file()
+
+
+def test_ship_expert_candidates_reevaluates_the_best_checkpoints(shipped, tmp_path, monkeypatch):
+    root, _ = shipped
+    curve = [json.loads(line) for line in (root / "run" / "curve.jsonl").read_text().splitlines()]
+    ranked = cr.best_checkpoints(root / "run", curve, 3)
+    assert [p["return"] for _, p in ranked] == sorted((p["return"] for p in curve if p["env_steps"] > 0), reverse=True)
+    assert {n for n, _ in ranked} <= {"step_100.pt", "step_200.pt", "final.pt"}  # step 300 = the final test
+    seen = []
+    fake = {"random": -1000.0, "random_std": 0.0, "expert": 0.0, "expert_std": 0.0, "episodes": 4, "seed": 0}
+    monkeypatch.setattr(cr, "measure_references", lambda env, opts, expert, eps: seen.append(Path(expert).name) or dict(fake))
+    meta = cr.ship_policies(root / "run", tmp_path / "pol", episodes=4, expert_candidates=3, candidate_episodes=4, log=None)
+    cands = meta["expert"]["candidates"]
+    assert [c["checkpoint"] for c in cands] == [n for n, _ in ranked]
+    best = max(cands, key=lambda c: c["reevaluated_return"])
+    assert meta["expert"]["checkpoint"] == best["checkpoint"] == seen[0]  # the references are measured on the pick
+    shipped_actor = torch.load(tmp_path / "pol" / "expert.pt", weights_only=True)["actor"]
+    picked = torch.load(root / "run" / best["checkpoint"], weights_only=True)["actor"]
+    assert all(torch.equal(shipped_actor[k], picked[k]) for k in picked)
+    with pytest.raises(cr.RecipeError, match="--expert-candidates: must be >= 1"):
+        cr.ship_policies(root / "run", tmp_path / "p0", episodes=4, expert_candidates=0, log=None)
 
 
 def test_ship_refuses_a_continued_run(shipped, tmp_path):

@@ -76,6 +76,9 @@ MEDIUM_FRACTION = 0.5
 OMAR_TRANSITIONS = 1_000_000
 POLICIES = "policies.json"
 REFERENCE_EPISODES, REFERENCE_SEED, REFERENCE_BATCH = 1000, 12345, 250
+#: re-evaluation of expert candidates (ship --expert-candidates): other episodes than the references', so the
+#: shipped expert's reference return is not the maximum it was picked by
+CANDIDATE_EPISODES, CANDIDATE_SEED = 100, 54321
 
 
 @dataclass
@@ -419,12 +422,54 @@ def choose_medium(curve: list[dict[str, Any]], random_return: float, expert_retu
     return None, threshold
 
 
+def best_checkpoints(run: Path, curve: list[dict[str, Any]], k: int) -> list[tuple[str, dict[str, Any]]]:
+    """The ``k`` checkpoints of ``run`` with the best save-time tests, best first: ``final.pt`` for the last test
+    point, ``step_<n>.pt`` for the others (points without a checkpoint file are skipped)."""
+    last = curve[-1]["env_steps"]
+    named = []
+    for point in curve:
+        if point["env_steps"] <= 0:
+            continue
+        name = "final.pt" if point["env_steps"] == last else f"step_{point['env_steps']}.pt"
+        if (run / name).is_file():
+            named.append((name, point))
+    named.sort(key=lambda item: -item[1]["return"])
+    return named[:k]
+
+
+def pick_expert(run: Path, curve: list[dict[str, Any]], k: int, env_id: str, env_options: dict[str, Any],
+                episodes: int, say: Callable[[str], None]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """The expert checkpoint: ``final.pt`` when ``k`` = 1; else the best of the ``k`` best save-time checkpoints
+    re-evaluated greedily on ``episodes`` fresh episodes (a single save-time test overstates a noisy run's best
+    point). Returns (checkpoint name, its curve point, the candidates' records)."""
+    from lit_omarl.behaviour.matd3_online import load_actor
+
+    if k < 1:
+        raise RecipeError(f"ship --expert-candidates: must be >= 1, got {k}")
+    if k == 1:
+        return "final.pt", curve[-1], []
+    env = _reference_env(env_id, env_options, episodes)
+    records = []
+    for name, point in best_checkpoints(run, curve, k):
+        mean, std = _returns(_greedy(load_actor(run / name)), env, episodes, CANDIDATE_SEED)
+        records.append({"checkpoint": name, "env_steps": point["env_steps"], "test_return_at_save": point["return"],
+                        "reevaluated_return": mean, "reevaluated_std": std, "episodes": episodes})
+        say(f"expert candidate {name}: save-time test {point['return']:.3f}, re-evaluated {mean:.3f} ± {std:.3f}")
+    best = max(records, key=lambda r: r["reevaluated_return"])
+    return best["checkpoint"], next(p for p in curve if p["env_steps"] == best["env_steps"]), records
+
+
 def ship_policies(run: str | Path, dest: str | Path | None = None, png: str | Path | None = None,
                   command: str = "", episodes: int = REFERENCE_EPISODES,
-                  log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Choose the medium checkpoint of a finished ``matd3_online`` run, measure the references and write
-    ``dest/{expert,medium}.pt`` (actors only), ``policies.json``, ``train_config.json``, ``curve.jsonl``
-    (and the curve PNG when ``png`` is given). ``dest`` defaults to the shipped folder of the run's env."""
+                  log: Callable[[str], None] | None = print, expert_candidates: int = 1,
+                  candidate_episodes: int = CANDIDATE_EPISODES) -> dict[str, Any]:
+    """Choose the expert and medium checkpoints of a finished ``matd3_online`` run, measure the references and
+    write ``dest/{expert,medium}.pt`` (actors only), ``policies.json``, ``train_config.json``, ``curve.jsonl``
+    (and the curve PNG when ``png`` is given). ``dest`` defaults to the shipped folder of the run's env.
+
+    Expert: ``final.pt`` (``expert_candidates`` = 1), or the best of the ``expert_candidates`` best save-time
+    checkpoints re-evaluated on ``candidate_episodes`` episodes (:func:`pick_expert`). Medium: the first
+    checkpoint whose test reaches random + 0.5 (expert - random), the expert's reference return."""
     from lit_omarl.behaviour import ASSETS
     from lit_omarl.behaviour.matd3_online import export_actor, plot_curve, read_curve
 
@@ -441,8 +486,10 @@ def ship_policies(run: str | Path, dest: str | Path | None = None, png: str | Pa
     env_id, env_options = config["env_id"], config.get("env_options", {})
     dest = Path(dest) if dest is not None else ASSETS / env_dir(env_id)
     curve = read_curve(run / "curve.jsonl")
-    say(f"measuring references of {env_id} ({episodes} episodes each) ...")
-    refs = measure_references(env_id, env_options, run / "final.pt", episodes)
+    expert_name, expert_point, candidates = pick_expert(run, curve, int(expert_candidates), env_id, env_options,
+                                                        int(candidate_episodes), say)
+    say(f"measuring references of {env_id} ({episodes} episodes each; expert {expert_name}) ...")
+    refs = measure_references(env_id, env_options, run / expert_name, episodes)
     point, threshold = choose_medium(curve, refs["random"], refs["expert"])
     if point is None:
         raise RecipeError(f"ship --run {run}: no test reached the medium threshold {threshold:.3f}")
@@ -454,7 +501,7 @@ def ship_policies(run: str | Path, dest: str | Path | None = None, png: str | Pa
     med_mean, med_std = _returns(_greedy(load_actor(medium_src)), _reference_env(env_id, env_options, episodes), episodes,
                                  REFERENCE_SEED)
     dest.mkdir(parents=True, exist_ok=True)
-    export_actor(run / "final.pt", dest / "expert.pt", {"level": "expert"})
+    export_actor(run / expert_name, dest / "expert.pt", {"level": "expert"})
     export_actor(medium_src, dest / "medium.pt", {"level": "medium"})
     shutil.copyfile(run / "curve.jsonl", dest / "curve.jsonl")
     train_config = {k: v for k, v in config.items() if k != "spec"}
@@ -465,8 +512,13 @@ def ship_policies(run: str | Path, dest: str | Path | None = None, png: str | Pa
         "env_id": env_id, "env_options": env_options, "seed": config["seed"], "training_command": command,
         "training": {"env_steps": final["env_steps"], "updates": final["updates"], "minutes": round(final["minutes"], 2)},
         "references": refs,
-        "expert": {"checkpoint": "final.pt", "env_steps": final["env_steps"], "test_return_at_save": final["return"],
-                   "reference_return": refs["expert"], "reference_return_std": refs["expert_std"]},
+        "expert": {"checkpoint": expert_name, "env_steps": expert_point["env_steps"],
+                   "test_return_at_save": expert_point["return"],
+                   "reference_return": refs["expert"], "reference_return_std": refs["expert_std"],
+                   "definition": ("the final actors" if not candidates else
+                                  f"best of the {len(candidates)} best save-time checkpoints re-evaluated on "
+                                  f"{candidate_episodes} greedy episodes (seed {CANDIDATE_SEED})"),
+                   **({"candidates": candidates} if candidates else {})},
         "medium": {"checkpoint": medium_src.name, "env_steps": point["env_steps"], "test_return_at_save": point["return"],
                    "threshold": threshold, "fraction": MEDIUM_FRACTION,
                    "reference_return": med_mean, "reference_return_std": med_std,
@@ -477,9 +529,9 @@ def ship_policies(run: str | Path, dest: str | Path | None = None, png: str | Pa
     (dest / POLICIES).write_text(json.dumps(meta, indent=2) + "\n")
     if png is not None:
         plot_curve(run / "curve.jsonl", png, title=f"MATD3 on {env_id} (seed {config['seed']})",
-                   references={"random": refs["random"], f"expert (final, {episodes} ep.)": refs["expert"],
+                   references={"random": refs["random"], f"expert ({expert_name}, {episodes} ep.)": refs["expert"],
                                "medium threshold": threshold},
-                   marks={"medium": point["env_steps"]})
+                   marks={"medium": point["env_steps"], **({"expert": expert_point["env_steps"]} if candidates else {})})
     say(json.dumps({"expert": refs["expert"], "random": refs["random"], "medium": med_mean,
                     "threshold": threshold, "medium_step": point["env_steps"]}))
     return meta
@@ -498,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     ship.add_argument("--png", help="also plot the training curve there")
     ship.add_argument("--command", default="", help="the training command, recorded in policies.json")
     ship.add_argument("--episodes", type=int, default=REFERENCE_EPISODES, help="episodes of each reference return (1000)")
+    ship.add_argument("--expert-candidates", type=int, default=1,
+                      help="re-evaluate the K best save-time checkpoints and ship the best as expert (default 1: final.pt)")
+    ship.add_argument("--candidate-episodes", type=int, default=CANDIDATE_EPISODES,
+                      help=f"greedy episodes of each candidate's re-evaluation (default {CANDIDATE_EPISODES})")
     ref = sub.add_parser("references", help="measure the random / expert reference returns of a task")
     ref.add_argument("--env", required=True)
     ref.add_argument("--expert", help="expert checkpoint (default: the shipped <env dir>/expert)")
@@ -505,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.cmd == "ship":
-            ship_policies(a.run, a.dest, a.png, a.command, a.episodes)
+            ship_policies(a.run, a.dest, a.png, a.command, a.episodes, expert_candidates=a.expert_candidates,
+                          candidate_episodes=a.candidate_episodes)
         else:
             options = {}
             for pair in a.option:
@@ -522,8 +579,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["DEFAULT_NOISE", "QUALITIES", "RecipeError", "RecipeItem", "behaviours", "choose_medium", "continuous_recipe",
-           "dataset_path", "default_episodes", "default_out_dir", "env_dir", "generation_seed", "measure_references",
-           "policy_refs", "ship_policies", "write_cards"]
+           "dataset_path", "default_episodes", "default_out_dir", "best_checkpoints", "env_dir", "generation_seed",
+           "measure_references", "pick_expert", "policy_refs", "ship_policies", "write_cards"]
 
 
 if __name__ == "__main__":

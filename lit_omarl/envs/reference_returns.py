@@ -4,8 +4,10 @@ normalized = 100 * (return - random) / (expert - random)  (D4RL's convention, as
 REFERENCE.md: "use D4RL's formula with fixed per-task references").
 
 * random: mean episode return of uniform random actions in [action_low, action_high];
-* expert: mean greedy return of the final MATD3 policy shipped in
-  ``lit_omarl/assets/behaviour/<env dir>/expert.pt`` (the behaviour policy of the expert dataset).
+* expert: mean greedy return of the MATD3 actors shipped in
+  ``lit_omarl/assets/behaviour/<env dir>/expert.pt`` (the behaviour policy of the expert dataset: the
+  run's final actors, or with ``ship --expert-candidates K`` the best of its K best checkpoints
+  re-evaluated on other episodes than these; ``policies.json`` says which).
 
 Both measured on 1000 episodes (seed 12345, batches of 250 parallel episodes seeded 12345 + k) by::
 
