@@ -1,5 +1,7 @@
 """MABCQ's per-agent dataset recipe (mabcq.md Sec. 4.1) on MPE simple_spread's shipped MATD3 policies."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -170,7 +172,6 @@ def test_fixed_length_episodes_refuse_transitions(tmp_path, replay):
 def test_mabcq_fig2_cells_pass_per_agent_data_and_optional_budget_keys():
     """vae_lr / behaviour_pretrain_steps reach only the models that take them (DDPG has no VAE)."""
     import importlib.util
-    from pathlib import Path
 
     from lit_omarl.repro.runner import expand_grid
     from lit_omarl.repro.train import cell_overrides, config_algorithm
@@ -179,8 +180,11 @@ def test_mabcq_fig2_cells_pass_per_agent_data_and_optional_budget_keys():
         "mabcq_fig2", Path(__file__).resolve().parents[1] / "reproductions" / "mabcq_fig2.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    runs = {r.label: r for r in expand_grid(module.build_table(), "default")}
-    assert len(runs) == 6 * 3
+    table = module.build_table()
+    runs = {r.label: r for r in expand_grid(table, "default")}
+    assert "HalfCheetah-2x3" in table.tasks and len(runs) == 6 * 3 * len(table.tasks)
+    assert len(module.build_table(all_tasks=True).tasks) == 4
+    assert {r.task for r in expand_grid(table, "smoke")} == {"HalfCheetah-2x3"}
     budget = lambda r: {k: v for k, v in r.budget.items() if not k.startswith("recipe_")}  # noqa: E731
     ddpg = runs["HalfCheetah-2x3/mabcq/DDPG/seed0"]
     cli = cell_overrides(ddpg, f"{config_algorithm(ddpg)}/mamujoco/HalfCheetah-2x3.yaml", budget(ddpg))
@@ -189,3 +193,20 @@ def test_mabcq_fig2_cells_pass_per_agent_data_and_optional_budget_keys():
     cli = cell_overrides(ablation, f"{config_algorithm(ablation)}/mamujoco/HalfCheetah-2x3.yaml", budget(ablation))
     assert cli["model.init_args.vae_lr"] == 1e-3 and cli["model.init_args.use_lambda_tn"] is False
     assert config_algorithm(runs["HalfCheetah-2x3/mabcq/Behavior/seed1"]) == "mabcq_behavior"
+
+
+def test_mabcq_fig2_recipe_folders_follow_the_size_keys(monkeypatch):
+    import lit_omarl.behaviour.mabcq_recipe as mr
+    from lit_omarl.repro.mabcq import recipe_dir
+
+    # no size key: the folder of the recipe's command line (its size comes from the task's replay buffer)
+    monkeypatch.setattr(mr, "default_dir", lambda env, seed: Path(f"/x/{env.split('/')[1]}_cli_s{seed}"))
+    assert recipe_dir("HalfCheetah-2x3", {"recipe_episodes": 720}).name == "mamujoco_HalfCheetah-2x3_720ep_s0"
+    assert recipe_dir("Hopper-3x1", {"recipe_transitions": 5000, "recipe_seed": 2}).name == "mamujoco_Hopper-3x1_5000tr_s2"
+    assert recipe_dir("Ant-4x2", {}).name == "Ant-4x2_cli_s0"
+    # a profile's budget is shared by every task: each size key applies to its kind of task only
+    both = {"recipe_episodes": 720, "recipe_transitions": 9000}
+    assert recipe_dir("HalfCheetah-2x3", both).name == "mamujoco_HalfCheetah-2x3_720ep_s0"
+    assert recipe_dir("Walker2d-2x3", both).name == "mamujoco_Walker2d-2x3_9000tr_s0"
+    assert recipe_dir("Hopper-3x1", {"recipe_episodes": 720}).name == "Hopper-3x1_cli_s0"
+    assert recipe_dir("Ant-4x2", {"recipe_early": "uniform"}).name == "mamujoco_Ant-4x2_default_s0_early-uniform"

@@ -144,6 +144,47 @@ def _replay_file(env_id: str, replay: str | Path | None, say: Callable[[str], No
     return path
 
 
+def recipe_size(env_id: str, episode_limit: int, lengths: np.ndarray, replay_path: Path, episodes: int | None,
+                transitions: int | None) -> tuple[bool, str, int]:
+    """(shares count transitions?, "transitions" or "episodes", the file size) for a replay of episode
+    ``lengths``: the size asked for, checked against the replay, or the default (module docstring)."""
+    by_steps = varies_in_length(lengths, episode_limit)
+    if by_steps:
+        if episodes is not None:
+            raise RecipeError(f"mabcq-recipe --episodes: episodes of {env_id} end early ({replay_path}: "
+                              f"{int(lengths.min())} to {int(lengths.max())} steps), so the shares count transitions; "
+                              "give --transitions instead")
+        n_replay, unit, asked, default = int(lengths.sum()), "transitions", transitions, 1_000_000
+    else:
+        if transitions is not None:
+            raise RecipeError(f"mabcq-recipe --transitions: every episode of {replay_path} runs to the limit "
+                              f"({episode_limit} steps), so the shares count episodes; give --episodes instead")
+        n_replay, unit, asked, default = len(lengths), "episodes", episodes, default_episodes(env_id)
+    limit = int(n_replay / SHARES["early"] + 1e-9)
+    size = min(default, limit) if asked is None else int(asked)
+    if size > limit:
+        raise RecipeError(f"mabcq-recipe --{unit} {size}: the early-training share (20 %) needs "
+                          f"{round(SHARES['early'] * size)} {unit} but {replay_path} holds {n_replay}; "
+                          f"use --{unit} <= {limit}")
+    return by_steps, unit, size
+
+
+def size_dir(env_id: str, by_steps: bool, size: int, seed: int) -> Path:
+    """The default folder of a recipe of ``size`` transitions (``by_steps``) or episodes."""
+    return default_transitions_dir(env_id, size, seed) if by_steps else default_out_dir(env_id, size, seed)
+
+
+def default_dir(env_id: str, seed: int = 0, log: Callable[[str], None] | None = print) -> Path:
+    """The folder ``lit-omarl data mabcq-recipe --env ENV --seed SEED`` (no size, no --replay) writes: its default
+    size follows from the task's medium_replay (made with the continuous recipe if missing)."""
+    from lit_omarl.data.schema import read_dataset
+
+    replay_path = _replay_file(env_id, None, log or (lambda _msg: None))
+    data = read_dataset(replay_path)
+    by_steps, _, size = recipe_size(env_id, data.spec.episode_limit, data.lengths(), replay_path, None, None)
+    return size_dir(env_id, by_steps, size, seed)
+
+
 def mabcq_recipe(
     env_id: str,
     out_dir: str | Path | None = None,
@@ -191,36 +232,12 @@ def mabcq_recipe(
         raise RecipeError(f"mabcq-recipe --replay {replay_path}: a dataset of {early_data.spec.env_id!r}, not {env_id}")
     spec = early_data.spec
     lengths = early_data.lengths()
-    by_steps = varies_in_length(lengths, spec.episode_limit)
-    if by_steps:
-        if episodes is not None:
-            raise RecipeError(f"mabcq-recipe --episodes: episodes of {env_id} end early ({replay_path}: "
-                              f"{int(lengths.min())} to {int(lengths.max())} steps), so the shares count transitions; "
-                              "give --transitions instead")
-        n_replay = int(lengths.sum())
-        limit = int(n_replay / SHARES["early"] + 1e-9)
-        size = min(1_000_000, limit) if transitions is None else int(transitions)
-        unit = "transitions"
-    else:
-        if transitions is not None:
-            raise RecipeError(f"mabcq-recipe --transitions: every episode of {replay_path} runs to the limit "
-                              f"({spec.episode_limit} steps), so the shares count episodes; give --episodes instead")
-        n_replay = early_data.n_episodes
-        limit = int(n_replay / SHARES["early"] + 1e-9)
-        size = min(default_episodes(env_id), limit) if episodes is None else int(episodes)
-        unit = "episodes"
-    if size > limit:
-        raise RecipeError(f"mabcq-recipe --{unit} {size}: the early-training share (20 %) needs "
-                          f"{round(SHARES['early'] * size)} {unit} but {replay_path} holds {n_replay}; "
-                          f"use --{unit} <= {limit}")
+    by_steps, unit, size = recipe_size(env_id, spec.episode_limit, lengths, replay_path, episodes, transitions)
     counts = part_counts(size, unit)
     n_early = prefix_reaching(lengths, counts["early"]) if by_steps else counts["early"]
     replay_digest = sha256_file(replay_path)
     policies_digest = policies_sha256(policy_folder(env_id, policy_dir)[0])
-    if out_dir is not None:
-        out = Path(out_dir).expanduser()
-    else:
-        out = default_transitions_dir(env_id, size, seed) if by_steps else default_out_dir(env_id, size, seed)
+    out = Path(out_dir).expanduser() if out_dir is not None else size_dir(env_id, by_steps, size, seed)
     out.mkdir(parents=True, exist_ok=True)
     previous = load_manifest(out).get("datasets", {})
     recipe_attr = (f"mabcq-recipe env={env_id} {unit}={size} seed={int(seed)} batch_size={int(batch_size)} "
@@ -309,6 +326,6 @@ def write_cards(out_dir: str | Path, cards_dir: str | Path, log: Callable[[str],
                               lambda manifest: env_dir(manifest["env"]))
 
 
-__all__ = ["SHARES", "agent_paths", "agent_quality", "dataset_path", "default_out_dir", "default_transitions_dir",
-           "mabcq_recipe", "part_behaviours", "part_counts", "part_seed", "prefix_reaching", "replay_lengths",
-           "varies_in_length", "write_cards"]
+__all__ = ["SHARES", "agent_paths", "agent_quality", "dataset_path", "default_dir", "default_out_dir",
+           "default_transitions_dir", "mabcq_recipe", "part_behaviours", "part_counts", "part_seed", "prefix_reaching",
+           "recipe_size", "replay_lengths", "size_dir", "varies_in_length", "write_cards"]

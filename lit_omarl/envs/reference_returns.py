@@ -67,6 +67,17 @@ REFERENCES: dict[str, dict[str, Any]] = {
         "env_options": {},
         "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mamujoco/HalfCheetah-2x3",
     },
+    # measured 2026-11-22 by `python -m lit_omarl.behaviour.continuous_recipe ship --run RUN --expert-candidates 5 ...`
+    # (load average 1.95 on 2 cores; 1000 episodes each, std random 15.8, expert 636.3); expert =
+    # mamujoco_Hopper-3x1/expert.pt (MATD3 step_400002.pt, the best of 5 re-evaluated checkpoints of a 473,955-step,
+    # 50-minute run; lit_omarl/assets/behaviour/mamujoco_Hopper-3x1/policies.json)
+    "mamujoco/Hopper-3x1": {
+        "random": 16.822803497314453,
+        "expert": 2046.5177001953125,
+        "episodes": 1000,
+        "env_options": {},
+        "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mamujoco/Hopper-3x1",
+    },
 }
 
 # the flat (random, expert) view, shaped like lit_omarl.eval.scores.REFERENCE_RETURNS; it ignores env options

@@ -5,13 +5,14 @@ task's per-agent datasets B_0 ... B_{N-1} of :mod:`lit_omarl.behaviour.mabcq_rec
 ``data.agent_paths``: agent i's learner reads only file i). ``prepare_mabcq`` writes them once before
 the runs (cached, never overwriting). Budget keys besides :data:`lit_omarl.repro.train.BUDGET_KEYS`:
 
-* ``recipe_episodes``: episodes per agent's file of a fixed-length task (HalfCheetah; the recipe's
+* ``recipe_episodes``: episodes per agent's file of the fixed-length task, HalfCheetah (the recipe's
   shares: 20 % early training, 35 % own medium / others expert, 35 % own expert / others medium,
   10 % all expert);
-* ``recipe_transitions``: transitions per agent's file of a task whose episodes end early (Walker2d,
-  Hopper, Ant: the shares count transitions there, :mod:`lit_omarl.behaviour.mabcq_recipe`). A task
-  given neither key gets the recipe's default size (min(1M transitions, 5 x its replay buffer)), in
-  the folder ``<env dir>_default_s<seed>``; a key of the other kind is an error of the recipe;
+* ``recipe_transitions``: transitions per agent's file of the tasks whose episodes end early (Walker2d,
+  Hopper, Ant: the shares count transitions there, :mod:`lit_omarl.behaviour.mabcq_recipe`). Each key
+  applies only to its kind of task (a profile's budget is shared by every task); a task without its
+  key gets the recipe's default size (min(1M transitions, 5 x its replay buffer)) in the folder
+  ``lit-omarl data mabcq-recipe --env ENV`` writes (it reads the replay buffer to know the size);
 * ``recipe_seed``: the recipe seed (default 0);
 * ``recipe_early``: where the 20 % early-training episodes come from: ``"medium_replay"`` (default;
   the continuous recipe's replay buffer of the behaviour training up to the medium level, re-run if
@@ -47,25 +48,33 @@ def shipped_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
     return tuple(t for t in tasks if all((ASSETS / env_dir(TASKS[t]) / f"{q}.pt").is_file() for q in ("medium", "expert")))
 
 
-def _size(budget: dict[str, Any]) -> dict[str, int]:
-    """The recipe size keys of a budget (``episodes`` / ``transitions``; none: the recipe's default)."""
-    return {k: int(budget[f"recipe_{k}"]) for k in ("episodes", "transitions") if f"recipe_{k}" in budget}
+#: tasks whose episodes always run to the limit (HalfCheetah never terminates): their recipe counts episodes
+FIXED_LENGTH = ("HalfCheetah-2x3",)
+
+
+def _size(task: str, budget: dict[str, Any]) -> dict[str, int]:
+    """The recipe size of ``task`` in a budget: ``{"episodes": E}`` (fixed-length task), ``{"transitions": T}``
+    (the others) or {} (the recipe's default size)."""
+    key = "episodes" if task in FIXED_LENGTH else "transitions"
+    return {key: int(budget[f"recipe_{key}"])} if f"recipe_{key}" in budget else {}
 
 
 def recipe_dir(task: str, budget: dict[str, Any]) -> Path:
     """Folder of the task's per-agent files at the budget's recipe settings."""
     from lit_omarl.behaviour.continuous_recipe import env_dir
-    from lit_omarl.behaviour.mabcq_recipe import default_out_dir, default_transitions_dir
+    from lit_omarl.behaviour.mabcq_recipe import default_dir, default_out_dir, default_transitions_dir
 
     seed = int(budget.get("recipe_seed", 0))
-    size = _size(budget)
+    size = _size(task, budget)
     if "episodes" in size:
         out = default_out_dir(TASKS[task], size["episodes"], seed)
     elif "transitions" in size:
         out = default_transitions_dir(TASKS[task], size["transitions"], seed)
-    else:
-        out = default_out_dir(TASKS[task], 0, seed).with_name(f"{env_dir(TASKS[task])}_default_s{seed}")
     early = str(budget.get("recipe_early", "medium_replay"))
+    if not size and early == "medium_replay":  # the recipe's default size: the folder its command line writes
+        return default_dir(TASKS[task], seed)
+    if not size:
+        out = default_out_dir(TASKS[task], 0, seed).with_name(f"{env_dir(TASKS[task])}_default_s{seed}")
     return out if early == "medium_replay" else out.with_name(f"{out.name}_early-{early}")
 
 
@@ -101,7 +110,7 @@ def prepare_mabcq(runs: Sequence[Any], runs_dir: Path) -> None:  # noqa: ARG001 
     for folder, (task, budget) in sorted(needed.items()):
         env_id = TASKS[task]
         replay = _early_file(env_id, str(budget.get("recipe_early", "medium_replay")), folder)
-        mabcq_recipe(env_id, folder, seed=int(budget.get("recipe_seed", 0)), replay=replay, **_size(budget))
+        mabcq_recipe(env_id, folder, seed=int(budget.get("recipe_seed", 0)), replay=replay, **_size(task, budget))
 
 
 def run_mabcq_cell(run: Any, workdir: Path) -> dict[str, float]:
@@ -120,5 +129,5 @@ def run_mabcq_cell(run: Any, workdir: Path) -> dict[str, float]:
     return scores
 
 
-__all__ = ["DEFAULT_RECIPE_EPISODES", "TASKS", "agent_files", "prepare_mabcq", "recipe_dir", "run_mabcq_cell",
+__all__ = ["DEFAULT_RECIPE_EPISODES", "FIXED_LENGTH", "TASKS", "agent_files", "prepare_mabcq", "recipe_dir", "run_mabcq_cell",
            "shipped_tasks"]
