@@ -78,6 +78,17 @@ REFERENCES: dict[str, dict[str, Any]] = {
         "env_options": {},
         "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mamujoco/Hopper-3x1",
     },
+    # measured 2026-11-22 by `python -m lit_omarl.behaviour.continuous_recipe ship --run RUN --expert-candidates 5 ...`
+    # (load average 2.29 on 2 cores; 1000 episodes each, std random 6.0, expert 1066.5); expert =
+    # mamujoco_Walker2d-2x3/expert.pt (MATD3 step_550000.pt, the best of 5 re-evaluated checkpoints of a
+    # 607,425-step, 55-minute run; lit_omarl/assets/behaviour/mamujoco_Walker2d-2x3/policies.json)
+    "mamujoco/Walker2d-2x3": {
+        "random": 1.649835467338562,
+        "expert": 2839.342041015625,
+        "episodes": 1000,
+        "env_options": {},
+        "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mamujoco/Walker2d-2x3",
+    },
 }
 
 # the flat (random, expert) view, shaped like lit_omarl.eval.scores.REFERENCE_RETURNS; it ignores env options
