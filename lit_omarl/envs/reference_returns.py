@@ -89,6 +89,19 @@ REFERENCES: dict[str, dict[str, Any]] = {
         "env_options": {},
         "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mamujoco/Walker2d-2x3",
     },
+    # measured 2026-11-22 by `python -m lit_omarl.behaviour.continuous_recipe ship --run RUN --expert-candidates 5 ...`
+    # (load average 1.67 on 2 cores; 1000 episodes each, std random 96.7, expert 378.7) with the
+    # 27-dimensional state of mabcq.md Table 6 (no contact forces); expert = mamujoco_Ant-4x2/expert.pt (MATD3
+    # step_550004.pt, the best of 5 re-evaluated checkpoints of a 619,916-step, 75-minute run;
+    # lit_omarl/assets/behaviour/mamujoco_Ant-4x2/policies.json). Not valid for the default 105-dimensional Ant.
+    "mamujoco/Ant-4x2": {
+        "random": -57.7551383972168,
+        "expert": 2444.42822265625,
+        "episodes": 1000,
+        "env_options": {"gym_kwargs": {"include_cfrc_ext_in_observation": False}},
+        "command": "python -m lit_omarl.behaviour.continuous_recipe references --env mamujoco/Ant-4x2 "
+                   "--option 'gym_kwargs={\"include_cfrc_ext_in_observation\": false}'",
+    },
 }
 
 # the flat (random, expert) view, shaped like lit_omarl.eval.scores.REFERENCE_RETURNS; it ignores env options
