@@ -202,7 +202,7 @@ def mabcq_recipe(
 
     Args:
         env_id: a continuous env with shipped MATD3 policies (or ``policy_dir``).
-        out_dir: target folder (default :func:`default_out_dir`).
+        out_dir: target folder (default :func:`size_dir`: ``<env dir>_<E>ep_s<seed>`` or ``_<T>tr_s<seed>``).
         episodes: episodes per file of a fixed-length task (default: min(OMAR's 1M transitions, 5 x the
             replay's episodes)).
         transitions: transitions per file of a task whose episodes end early (default: min(1M, 5 x the
