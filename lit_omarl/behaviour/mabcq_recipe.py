@@ -94,11 +94,6 @@ def default_transitions_dir(env_id: str, transitions: int, seed: int) -> Path:
     return default_out_dir(env_id, 0, seed).with_name(f"{env_dir(env_id)}_{int(transitions)}tr_s{int(seed)}")
 
 
-def replay_lengths(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Valid steps of each episode of a dataset's arrays."""
-    return np.asarray(arrays["filled"]).astype(bool).sum(1)
-
-
 def varies_in_length(lengths: np.ndarray, episode_limit: int) -> bool:
     """True when some episode ended before the limit: then the shares count transitions (module docstring)."""
     return bool((lengths != int(episode_limit)).any())
@@ -217,7 +212,7 @@ def mabcq_recipe(
         log: progress lines (None: silent).
     """
     from lit_omarl.data.generate import generate_dataset
-    from lit_omarl.data.schema import read_dataset, write_dataset
+    from lit_omarl.data.schema import episode_lengths, read_dataset, write_dataset
 
     say = log or (lambda _msg: None)
     check_batch_size("mabcq-recipe", int(batch_size))
@@ -269,9 +264,9 @@ def mabcq_recipe(
             if missing:
                 raise RecipeError(f"mabcq-recipe --replay {replay_path}: lacks {', '.join(missing)}")
             arrays = {k: np.concatenate([p[k] for p in parts], axis=0) for k in keys}
-            composition = {"early": {"episodes": n_early, "transitions": int(replay_lengths(parts[0]).sum()),
+            composition = {"early": {"episodes": n_early, "transitions": int(lengths[:n_early].sum()),
                                      "source": str(replay_path), "sha256": replay_digest},
-                           **{part: {"episodes": len(p["filled"]), "transitions": int(replay_lengths(p).sum()),
+                           **{part: {"episodes": len(p["filled"]), "transitions": int(episode_lengths(p).sum()),
                                      "behaviour": b, "seed": part_seed(seed, agent, part)}
                               for (part, b), p in zip(specs.items(), parts[1:])}}
             attrs = {"spec": spec, "quality": quality, "behaviour": item.behaviour, "seed": int(seed),
@@ -328,4 +323,4 @@ def write_cards(out_dir: str | Path, cards_dir: str | Path, log: Callable[[str],
 
 __all__ = ["SHARES", "agent_paths", "agent_quality", "dataset_path", "default_dir", "default_out_dir",
            "default_transitions_dir", "mabcq_recipe", "part_behaviours", "part_counts", "part_seed", "prefix_reaching",
-           "recipe_size", "replay_lengths", "size_dir", "varies_in_length", "write_cards"]
+           "recipe_size", "size_dir", "varies_in_length", "write_cards"]

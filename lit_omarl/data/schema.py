@@ -82,7 +82,7 @@ class EpisodeData:
 
     def lengths(self) -> np.ndarray:
         """Number of filled steps of every episode, int64 [E]."""
-        return self.arrays["filled"].astype(bool).sum(axis=1, dtype=np.int64)
+        return episode_lengths(self.arrays)
 
     def returns(self) -> np.ndarray:
         """Sum of the team reward over the filled steps, float64 [E]."""
@@ -95,6 +95,11 @@ class EpisodeData:
 
 
 # ----------------------------------------------------------------------------- validation
+
+
+def episode_lengths(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Number of filled steps of every episode of schema-v1 ``arrays``, int64 [E]."""
+    return np.asarray(arrays["filled"]).astype(bool).sum(axis=1, dtype=np.int64)
 
 
 def _expected_layout(spec: EnvSpec) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:

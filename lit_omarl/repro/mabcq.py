@@ -103,10 +103,12 @@ def prepare_mabcq(runs: Sequence[Any], runs_dir: Path) -> None:  # noqa: ARG001 
     """Write the per-agent datasets of every (task, recipe settings) the pending ``runs`` need."""
     from lit_omarl.behaviour.mabcq_recipe import mabcq_recipe
 
-    needed = {}
+    settings = {}  # one folder lookup per (task, recipe settings): without a size key it reads the replay buffer
     for run in runs:
         budget = dict(run.budget)
-        needed[recipe_dir(run.task, budget)] = (run.task, budget)
+        recipe_keys = tuple(sorted((k, v) for k, v in budget.items() if k.startswith("recipe_")))
+        settings[(run.task, recipe_keys)] = (run.task, budget)
+    needed = {recipe_dir(task, budget): (task, budget) for task, budget in settings.values()}
     for folder, (task, budget) in sorted(needed.items()):
         env_id = TASKS[task]
         replay = _early_file(env_id, str(budget.get("recipe_early", "medium_replay")), folder)
